@@ -1,0 +1,3 @@
+"""cryoai: amortized ab initio cryo-EM reconstruction (cryoAI and beyond)."""
+
+__version__ = "0.1.0"
