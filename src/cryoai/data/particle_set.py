@@ -1,0 +1,68 @@
+"""``ParticleSet``: the metadata of a particle set (one row per particle) with lazy images.
+
+Units: pixel size in Å/px, box in px, CTF in the units of ``CTF_COLUMNS``, origins in Å with
+the sign of RELION's ``rlnOriginX/YAngst`` (shifting an image by +origin centres the particle),
+rotations as RELION matrices A (see ``shared/CONVENTIONS.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryoai.io.stack import ImageStack
+
+# Columns of ``ParticleSet.ctf``: defocus U/V (Å, positive = underfocus), astigmatism angle
+# (deg), voltage (kV), spherical aberration (mm), amplitude contrast (fraction), phase shift
+# (deg), B-factor (Å²).
+CTF_COLUMNS = ("defocus_u_A", "defocus_v_A", "defocus_angle_deg", "voltage_kV", "cs_mm",
+               "amp_contrast", "phase_shift_deg", "bfactor_A2")
+
+
+@dataclass
+class ParticleSet:
+    """Particles from a STAR, .cs or bare stack file.
+
+    ``table`` holds every input column (STAR names; for .cs the fields, shaped ones split into
+    ``name[i]``) and is passed through on export. ``optics`` is the RELION 3.1+ optics block or
+    None. ``ctf`` is (N, 8) float64 in ``CTF_COLUMNS`` order or None when the input has no CTF.
+    ``rotations`` (N, 3, 3) and ``origins_A`` (N, 2) are None when the input carries no poses /
+    no origins. ``box`` is 0 only when neither metadata nor any stack tells it (stacks absent).
+    ``notes`` lists assumptions made while loading (e.g. a defaulted amplitude contrast).
+    """
+
+    path: Path
+    table: pd.DataFrame
+    optics: pd.DataFrame | None
+    box: int
+    apix: float
+    ctf: np.ndarray | None
+    rotations: np.ndarray | None
+    origins_A: np.ndarray | None
+    stack: ImageStack
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def images(self, indices) -> np.ndarray:
+        """Images of the particles ``indices`` → float32 (n, L, L), in the order given."""
+        return self.stack.images(indices)
+
+    def subset(self, indices) -> "ParticleSet":
+        """A new set with rows ``indices`` (any order, e.g. a half set); images stay lazy."""
+        rows = np.asarray(indices)
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+        pick = (lambda a: None if a is None else a[rows])
+        return replace(
+            self,
+            table=self.table.iloc[rows].reset_index(drop=True),
+            ctf=pick(self.ctf),
+            rotations=pick(self.rotations),
+            origins_A=pick(self.origins_A),
+            stack=self.stack.subset(rows),
+            notes=list(self.notes),
+        )
