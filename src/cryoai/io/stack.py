@@ -134,7 +134,8 @@ class ImageStack:
                 warnings.simplefilter("ignore")
                 handle = mrcfile.mmap(path, mode="r", permissive=True)
         except (ValueError, OSError, EOFError) as e:
-            raise InputError(f"{path}: not an MRC stack ({e}){by}; give MRC/MRCS particle stacks") from None
+            reason = " ".join(str(e).split())[:200]
+            raise InputError(f"{path}: not an MRC stack ({reason}){by}; give MRC/MRCS particle stacks") from None
         try:
             self._check_header(path, handle)
         except InputError:

@@ -43,7 +43,8 @@ def read_star(path: str | os.PathLike) -> dict[str, pd.DataFrame | dict]:
             warnings.simplefilter("ignore")
             blocks = starfile.read(path, always_dict=True)
     except Exception as e:  # starfile raises assorted types on malformed text
-        raise InputError(f"{path}: not a readable STAR file ({type(e).__name__}: {e}); "
+        reason = " ".join(str(e).split())[:200]
+        raise InputError(f"{path}: not a readable STAR file ({type(e).__name__}: {reason}); "
                          f"check that it is a RELION STAR file") from None
     if not any(isinstance(b, pd.DataFrame) and len(b.columns) for b in blocks.values()):
         raise InputError(f"{path}: no data table (loop_) found, the STAR file is empty or not STAR; "
