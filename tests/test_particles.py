@@ -215,3 +215,20 @@ def test_bare_stack_with_ctf_dict():
     assert p.ctf.shape == (7, 8) and p.ctf[0].tolist() == [15000, 14000, 10, 300, 2.7, 0.07, 0, 0]
     np.testing.assert_array_equal(p.images([6]), full_stack(DATA / "real_empiar10076_7ptcl/empiar_10076_7.mrc")[[6]])
     assert load_particles(DATA / "real_empiar10076_7ptcl/empiar_10076_7.mrc", apix=1.31).ctf is None
+
+
+def test_image_paths_resolve_in_project_layout_and_datadir(tmp_path):
+    data = np.random.default_rng(4).standard_normal((2, 6, 6)).astype(np.float32)
+    (tmp_path / "proj/Extract/job1").mkdir(parents=True)
+    (tmp_path / "proj/Refine3D/job2").mkdir(parents=True)
+    _write_stack(tmp_path / "proj/Extract/job1/s.mrcs", data)
+    text = "data_\nloop_\n_rlnImageName\n_rlnPixelSize\n2@Extract/job1/s.mrcs 2.0\n"
+    (tmp_path / "proj/Refine3D/job2/p.star").write_text(text)
+    p = load_particles(tmp_path / "proj/Refine3D/job2/p.star")  # project folder = grandparent
+    np.testing.assert_array_equal(p.images([0]), data[[1]])
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere/p.star").write_text(text)
+    with pytest.raises(InputError, match="--datadir"):
+        load_particles(tmp_path / "elsewhere/p.star").images([0])
+    p = load_particles(tmp_path / "elsewhere/p.star", datadir=str(tmp_path / "proj"))
+    np.testing.assert_array_equal(p.images([0]), data[[1]])

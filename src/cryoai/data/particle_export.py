@@ -22,9 +22,10 @@ from cryoai.io.star import write_star
 if TYPE_CHECKING:
     from cryoai.data.particle_set import ParticleSet
 
-# RELION 3.0 per-particle optics columns; they move into data_optics on export.
-OPTICS_COLUMNS_30 = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnMagnification",
-                     "rlnDetectorPixelSize", "rlnPixelSize", "rlnImagePixelSize")
+# RELION 3.0 per-particle optics columns; they move into data_optics on export (the pixel size
+# as rlnImagePixelSize; voltage, Cs and amplitude contrast when the set has a CTF).
+PIXEL_COLUMNS_30 = ("rlnMagnification", "rlnDetectorPixelSize", "rlnPixelSize", "rlnImagePixelSize")
+OPTICS_COLUMNS_30 = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast") + PIXEL_COLUMNS_30
 CTF_STAR = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage", "rlnSphericalAberration",
             "rlnAmplitudeContrast", "rlnPhaseShift", "rlnCtfBfactor")
 
@@ -53,7 +54,8 @@ def write_particles_star(path: str | os.PathLike, particles: ParticleSet, rotati
             table["rlnOpticsGroup"] = int(optics["rlnOpticsGroup"].iloc[0])
     else:
         optics, groups = _built_optics(particles)
-        table = table.drop(columns=[c for c in OPTICS_COLUMNS_30 if c in table])
+        moved = [c for c in OPTICS_COLUMNS_30 if c in table and (c in optics or c in PIXEL_COLUMNS_30)]
+        table = table.drop(columns=moved)
         table["rlnOpticsGroup"] = groups
     rot, tilt, psi = matrix_to_euler(rotations)
     table = table.drop(columns=[c for c in ("rlnOriginX", "rlnOriginY") if c in table])

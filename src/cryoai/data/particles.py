@@ -9,7 +9,8 @@ Rules (see ``shared/CONVENTIONS.md``):
   contrast 0.1 (as cryoDRGN; recorded in ``ParticleSet.notes`` and logged). No defocus at all
   means no CTF (``ctf`` None). Voltage and Cs have no default.
 - image names ``index@path`` (1-based) resolve against the metadata file's folder, then
-  ``datadir``, then the working directory, then by file name alone in those two folders.
+  ``datadir``, then the working directory, then the metadata folder's parent and grandparent
+  (RELION project layout), then by file name alone in the metadata folder and ``datadir``.
   A stack that is absent only fails when its images are read (or in ``check-inputs``).
 """
 
@@ -279,10 +280,13 @@ def _parse_image_names(names: pd.Series, path: Path) -> tuple[list[str], np.ndar
 
 
 class _Resolver:
-    """Stack name → existing path: metadata folder, datadir, cwd, then by file name alone."""
+    """Stack name → existing path: metadata folder, datadir, cwd, the metadata folder's parent
+    and grandparent (a RELION job folder sits two levels below the project), then by file name
+    alone in the metadata folder and datadir. Falls back to the first candidate (missing)."""
 
     def __init__(self, meta_path: Path, datadir: str | os.PathLike | None):
         self.folders = [meta_path.parent] + ([Path(datadir)] if datadir else [])
+        self.ancestors = list(meta_path.resolve().parents[1:3])
 
     def __call__(self, name: str) -> Path:
         raw = Path(name)
@@ -290,6 +294,7 @@ class _Resolver:
             candidates = [raw]
         else:
             candidates = [folder / raw for folder in self.folders] + [raw]
+            candidates += [folder / raw for folder in self.ancestors]
         candidates += [folder / raw.name for folder in self.folders]
         for candidate in candidates:
             if candidate.is_file():
