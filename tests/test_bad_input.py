@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def test_stack_problems_raise_on_read(tmp_path, good, kind, capsys):
     elif kind == "past_end":
         index = 5
     elif kind == "not_mrc":
-        (tmp_path / "junk.mrcs").write_bytes(os.urandom(2000))
+        (tmp_path / "junk.mrcs").write_bytes(np.random.default_rng(0).bytes(2000))
         stack_name = "junk.mrcs"
     elif kind == "non_square":
         write_stack(tmp_path / "rect.mrcs", np.zeros((2, 8, 10)))
@@ -145,7 +144,7 @@ def test_star_with_header_but_no_rows(tmp_path, capsys):
 
 def test_missing_particle_file_and_bad_cs(tmp_path, capsys):
     check_error(tmp_path / "nothere.star", capsys)
-    (tmp_path / "junk.cs").write_bytes(os.urandom(500))
+    (tmp_path / "junk.cs").write_bytes(np.random.default_rng(1).bytes(500))
     check_error(tmp_path / "junk.cs", capsys)
 
 

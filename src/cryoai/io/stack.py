@@ -129,6 +129,8 @@ class ImageStack:
         if not path.is_file():
             raise InputError(f"{path}: particle stack not found{by}; pass --datadir with the folder "
                              f"the image paths are relative to, or restore the file")
+        if not _plausible_header(path):
+            raise InputError(f"{path}: not an MRC stack (no valid MRC header){by}; give MRC/MRCS particle stacks")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -209,3 +211,18 @@ class ImageStack:
         """Total size on disk of the (existing) stack files referred to."""
         used = np.unique(self.file_ids)
         return int(sum(self.files[f].stat().st_size for f in used if self.files[f].is_file()))
+
+
+def _plausible_header(path: Path) -> bool:
+    """Cheap test of the 1024-byte MRC header (either byte order) before mrcfile maps the file."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if len(head) < 1024:
+        return False
+    for order in "<>":
+        nx, ny, nz, mode = np.frombuffer(head, dtype=f"{order}i4", count=4)
+        nsymbt = int(np.frombuffer(head, dtype=f"{order}i4", count=1, offset=92)[0])
+        if 0 < nx <= 1 << 16 and 0 < ny <= 1 << 16 and 0 < nz and mode in (0, 1, 2, 3, 4, 6, 12, 101) \
+                and 0 <= nsymbt < 1 << 30:
+            return True
+    return False
