@@ -1,0 +1,131 @@
+"""Compare predicted poses (and optionally a map) with the ground truth, after registration.
+
+Particles are matched by rlnImageName (cryoSPARC .cs: blob/idx and blob/path), exactly or
+else by image index and stack file name. Ab initio poses live in an arbitrary frame and maybe
+the mirror hand, so one global rotation G and the hand are fitted robustly first
+(R = A·Gᵀ, or J·A·J·Gᵀ for the mirror); the errors are measured after that. Origins are
+compared as they are (rotating or mirroring the map changes no image). With --map and
+--truth-map the predicted map is aligned onto the truth (initialised from the pose
+registration, plus a global search) and the FSC = 0.5 / 0.143 resolutions are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryoai.errors import InputError
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("poses", help="predicted poses: RELION .star or cryoSPARC .cs")
+    parser.add_argument("--truth", required=True, help="ground-truth poses (.star or .cs) of the same particles")
+    parser.add_argument("--map", default=None, help="predicted map (MRC); needs --truth-map")
+    parser.add_argument("--truth-map", default=None, help="ground-truth map (MRC), same box and voxel size")
+    parser.add_argument("--mask", default=None, help="FSC mask: auto | sphere | MASK.mrc (default: none)")
+    parser.add_argument("--apix", type=float, default=None, help="pixel size in Å (overrides the metadata)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def particle_keys(particles) -> pd.Series:
+    """One name per particle: rlnImageName, or for cryoSPARC ``(blob/idx + 1)@blob/path``."""
+    t = particles.table
+    if "rlnImageName" in t.columns:
+        return t["rlnImageName"].astype(str).str.strip().reset_index(drop=True)
+    if {"blob/idx", "blob/path"} <= set(t.columns):
+        idx = (t["blob/idx"].astype(np.int64) + 1).astype(str)
+        return (idx + "@" + t["blob/path"].astype(str).str.lstrip(">")).reset_index(drop=True)
+    raise InputError(f"{particles.path}: no rlnImageName (or blob/idx, blob/path) to match particles by")
+
+
+def _short(keys: pd.Series) -> pd.Series:
+    """``index@path`` → ``index@file name`` with the index as an integer (000012@a/b.mrcs → 12@b.mrcs)."""
+    parts = keys.str.split("@", n=1, expand=True)
+    if parts.shape[1] < 2:
+        return keys
+    idx = pd.to_numeric(parts[0], errors="coerce")
+    names = parts[1].fillna("").map(lambda p: Path(p).name)
+    return idx.map(lambda i: "" if pd.isna(i) else str(int(i))) + "@" + names
+
+
+def match_particles(pred: pd.Series, truth: pd.Series, pred_path, truth_path) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (into pred, into truth) of the particles both files hold."""
+    best: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    for kp, kt in ((pred, truth), (_short(pred), _short(truth))):
+        if kt.duplicated().any():
+            continue
+        pos = pd.Index(kt).get_indexer(kp)
+        ok = np.flatnonzero(pos >= 0)
+        if len(ok) > len(best[0]):
+            best = (ok, pos[ok])
+    if truth.duplicated().any() and _short(truth).duplicated().any():
+        raise InputError(f"{truth_path}: image names repeat, so particles cannot be matched; remove duplicates")
+    if len(best[0]) == 0:
+        raise InputError(f"{pred_path} and {truth_path} share no particle (e.g. {pred.iloc[0]!r} vs "
+                         f"{truth.iloc[0]!r}); give the ground truth of the same particles")
+    return best
+
+
+def main(args: argparse.Namespace) -> int:
+    from cryoai.data.particles import load_particles
+    from cryoai.eval.poses import evaluate_poses
+
+    if (args.map is None) != (args.truth_map is None):
+        raise InputError("--map and --truth-map go together; give both maps or neither")
+    pred = load_particles(args.poses, apix=args.apix)
+    truth = load_particles(args.truth, apix=args.apix)
+    for ps, what in ((pred, args.poses), (truth, args.truth)):
+        if ps.rotations is None:
+            raise InputError(f"{what}: no poses (rlnAngleRot/Tilt/Psi or alignments3D/pose); give a file with poses")
+    ip, it = match_particles(particle_keys(pred), particle_keys(truth), args.poses, args.truth)
+    origins = pred.origins_A is not None and truth.origins_A is not None
+    metrics = evaluate_poses(pred.rotations[ip], truth.rotations[it],
+                             pred.origins_A[ip] if origins else None, truth.origins_A[it] if origins else None,
+                             truth.apix)
+    metrics.update(n_predicted=len(pred), n_truth=len(truth), apix=truth.apix)
+    if args.map is not None:
+        from cryoai.cli.fsc import compare_maps, load_map_pair
+
+        ref, mov, map_apix = load_map_pair(args.truth_map, args.map, args.apix)
+        res = compare_maps(ref, mov, map_apix, align=True, mask=args.mask,
+                           init=(np.asarray(metrics["rotation"]), metrics["hand"]))
+        G_map, G_pose = np.asarray(res["rotation"]), np.asarray(metrics["rotation"])
+        agree = float(np.rad2deg(np.arccos(np.clip((np.trace(G_map.T @ G_pose) - 1) / 2, -1, 1))))
+        metrics.update({k: res[k] for k in ("res_0.5_A", "res_0.143_A", "res_0.5_px", "res_0.143_px")})
+        metrics.update(map_hand=res["hand"], map_rotation=res["rotation"], map_shift_px=res["shift_px"],
+                       map_align_score=res["align_score"],
+                       map_vs_pose_rotation_deg=agree if res["hand"] == metrics["hand"] else None)
+    if args.json:
+        print(json.dumps(metrics))
+        return 0
+    _print_report(metrics, args)
+    return 0
+
+
+def _print_report(m: dict, args: argparse.Namespace) -> None:
+    G = np.asarray(m["rotation"])
+    angle = np.rad2deg(np.arccos(np.clip((np.trace(G) - 1) / 2, -1, 1)))
+    print(f"matched {m['n_particles']} particles ({m['n_predicted']} in {args.poses}, {m['n_truth']} in {args.truth})")
+    print(f"registration: hand {m['hand']}, global rotation {angle:.1f}°, "
+          f"fitted on {100 * m['inlier_fraction']:.1f}% inliers")
+    print(f"rotation error: median {m['rot_median_deg']:.2f}°, mean {m['rot_mean_deg']:.2f}°, "
+          f"median ‖R − R*‖² {m['rot_median_sqfrob']:.4f}")
+    print(f"within 5° / 10° / 20°: {100 * m['frac_within_5deg']:.1f}% / {100 * m['frac_within_10deg']:.1f}% / "
+          f"{100 * m['frac_within_20deg']:.1f}%")
+    if m["trans_median_A"] is None:
+        print("translation error: not available (origins missing in one file)")
+    else:
+        print(f"translation error: median {m['trans_median_A']:.2f} Å ({m['trans_median_px']:.2f} px), "
+              f"mean {m['trans_mean_A']:.2f} Å (origins compared unregistered)")
+    if "map_hand" in m:
+        fmt = (lambda k: "n/a" if m[f"{k}_A"] is None else f"{m[f'{k}_A']:.2f} Å ({m[f'{k}_px']:.2f} px)")
+        print(f"map: hand {m['map_hand']}, correlation {m['map_align_score']:.3f}; "
+              f"FSC = 0.5: {fmt('res_0.5')}, FSC = 0.143: {fmt('res_0.143')}")
+        if m["map_vs_pose_rotation_deg"] is not None:
+            print(f"map and pose registrations differ by {m['map_vs_pose_rotation_deg']:.1f}°")
+        else:
+            print("warning: the map alignment and the pose registration chose different hands")
