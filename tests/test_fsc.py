@@ -78,3 +78,20 @@ def test_auto_mask_covers_the_object_with_a_soft_edge():
     assert m[L // 2, L // 2, L // 2 + 3] == pytest.approx(1.0)
     assert m[0, 0, 0] == pytest.approx(0.0, abs=1e-6)
     assert 0 < np.mean((m > 0.01) & (m < 0.99))  # there is a soft edge
+
+
+def test_mask_from_file_and_specs(tmp_path):
+    from cryoai.errors import InputError
+    from cryoai.eval.fsc import make_mask
+    from cryoai.io.mrc import write_map
+
+    vol = _smooth_random_map(32, 5).astype(np.float32)
+    write_map(tmp_path / "mask.mrc", np.full((32, 32, 32), 2.0, np.float32), 1.0)
+    np.testing.assert_array_equal(make_mask(str(tmp_path / "mask.mrc"), [vol], 1.0), 1.0)  # clipped to [0, 1]
+    assert make_mask(None, [vol], 1.0) is None
+    assert make_mask("sphere", [vol], 1.0).shape == vol.shape
+    write_map(tmp_path / "small.mrc", np.ones((24, 24, 24), np.float32), 1.0)
+    with pytest.raises(InputError, match="small.mrc"):
+        make_mask(str(tmp_path / "small.mrc"), [vol], 1.0)
+    with pytest.raises(InputError, match="nope"):
+        make_mask("nope", [vol], 1.0)
