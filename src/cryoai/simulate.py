@@ -26,7 +26,7 @@ from cryoai.io.atomic import atomic_path
 from cryoai.io.mrc import write_map
 from cryoai.io.star import write_star
 from cryoai.physics.image_model import render_images
-from cryoai.physics.slicing import FourierMap
+from cryoai.physics.slicing import fourier_map
 
 
 @dataclass
@@ -137,7 +137,7 @@ def simulate(
     rotations = random_rotations(n, rng)
     origins = shift_std_A * rng.standard_normal((n, 2))
     ctf_params = draw_ctf(n, scope, rng) if use_ctf else None
-    fourier_map = FourierMap(torch.as_tensor(volume), pad=2)
+    volume_spectrum = fourier_map(torch.as_tensor(volume), pad=2)
 
     noise_sigma = 0.0
     stack_path = out / "particles.mrcs"
@@ -148,7 +148,7 @@ def simulate(
                 sl = slice(start, min(start + chunk, n))
                 with torch.no_grad():
                     images = render_images(
-                        fourier_map,
+                        volume_spectrum,
                         torch.from_numpy(rotations[sl]),
                         box,
                         apix,

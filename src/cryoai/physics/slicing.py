@@ -32,22 +32,31 @@ def sample_grid(grid: torch.Tensor, index_xyz: torch.Tensor) -> torch.Tensor:
     return torch.complex(out[0], out[1])
 
 
-class FourierMap:
-    """A fixed real-space map, held as its zero-padded centred 3D transform for slicing.
+class SpectrumVolume:
+    """A fixed volume held as a centred complex 3D spectrum of size D, sampled trilinearly.
 
-    Padding by ``pad`` oversamples the transform so trilinear interpolation is accurate;
-    the transform is unnormalised, so a slice equals the 2D DFT of the projection (sum over z).
+    D may exceed the image box (zero-padded map, finer sampling); a frequency k in cycles per
+    pixel sits at index k·D + D//2 either way.
     """
 
-    def __init__(self, volume: torch.Tensor, pad: int = 2):
-        box = volume.shape[-1]
-        size = pad * box
-        start = size // 2 - box // 2
-        padded = volume.new_zeros((size, size, size))
-        padded[start : start + box, start : start + box, start : start + box] = volume
-        self.box, self.size = box, size
-        self.spectrum = fft3_centered(padded.to(torch.float32)).to(torch.complex64)
+    def __init__(self, spectrum: torch.Tensor):
+        self.spectrum = spectrum.to(torch.complex64)
+        self.size = spectrum.shape[-1]
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
-        """Values at 3D frequencies ``coords`` (..., 3) in cycles per (original) pixel."""
+        """Values at 3D frequencies ``coords`` (..., 3) in cycles per pixel."""
         return sample_grid(self.spectrum, coords * self.size + self.size // 2)
+
+
+def fourier_map(volume: torch.Tensor, pad: int = 2) -> SpectrumVolume:
+    """A real-space map (z, y, x) as its zero-padded centred 3D transform, ready for slicing.
+
+    Padding by ``pad`` oversamples the transform so trilinear interpolation is accurate; the
+    transform is unnormalised, so a slice equals the 2D DFT of the projection (sum over z).
+    """
+    box = volume.shape[-1]
+    size = pad * box
+    start = size // 2 - box // 2
+    padded = volume.new_zeros((size, size, size), dtype=torch.float32)
+    padded[start : start + box, start : start + box, start : start + box] = volume
+    return SpectrumVolume(fft3_centered(padded))

@@ -1,0 +1,42 @@
+"""A voxel grid in Fourier space, the fast volume: complex values on the half space kx ≥ 0.
+
+Queries at kx < 0 read −k and conjugate, so the map is Hermitian (real in real space) by
+construction. Frequencies are in cycles per pixel; the grid holds integer frequencies
+0 … L/2 along x and −L/2 … L/2−1 along y and z, trilinearly interpolated, zero outside.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cryoai.physics.slicing import sample_grid
+
+
+def hermitian_query(coords: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map coordinates to the half space kx ≥ 0: returns (coords', conjugate mask)."""
+    flip = coords[..., 0] < 0
+    return torch.where(flip.unsqueeze(-1), -coords, coords), flip
+
+
+class VoxelVolume(nn.Module):
+    """Half-space complex Fourier grid of a box-L map (parameters: real and imaginary parts)."""
+
+    def __init__(self, box: int):
+        super().__init__()
+        self.box = box
+        self.values = nn.Parameter(torch.zeros(2, box, box, box // 2 + 1))  # (re/im, z, y, x)
+
+    @torch.no_grad()
+    def load_spectrum(self, spectrum: torch.Tensor) -> None:
+        """Set the grid from a full centred (L, L, L) complex spectrum (e.g. a back-projection)."""
+        half = spectrum[..., self.box // 2 :]
+        self.values.copy_(torch.stack([half.real, half.imag]).to(self.values.dtype))
+
+    def forward(self, coords: torch.Tensor) -> torch.Tensor:
+        """Complex values at (..., 3) frequencies in cycles/pixel."""
+        coords, flip = hermitian_query(coords)
+        offset = torch.tensor([0.0, self.box // 2, self.box // 2], device=coords.device)
+        grid = torch.complex(self.values[0], self.values[1])
+        out = sample_grid(grid, coords * self.box + offset)
+        return torch.where(flip, out.conj(), out)
