@@ -19,18 +19,18 @@ class FourierNet(nn.Module):
 
     def __init__(self, box: int, hidden: int = 128, layers: int = 3, omega0: float = 30.0):
         super().__init__()
-        self.box = box
+        self.box, self.oversample = box, 1
         self.log_amplitude = Siren(3, 1, hidden, layers, omega0)
         self.phase = Siren(3, 2, hidden, layers, omega0)
 
     @torch.no_grad()
     def load_spectrum(self, spectrum: torch.Tensor, steps: int = 300, lr: float = 1e-3) -> None:
-        """Fit the network to a full centred (L, L, L) spectrum (e.g. a back-projection)."""
-        box = self.box
-        f = (torch.arange(box) - box // 2) / box
-        kz, ky, kx = torch.meshgrid(f, f, f[box // 2 :], indexing="ij")
+        """Fit the network to a full centred (D, D, D) spectrum (e.g. a back-projection)."""
+        size = spectrum.shape[-1]
+        f = (torch.arange(size) - size // 2) / size
+        kz, ky, kx = torch.meshgrid(f, f, f[size // 2 :], indexing="ij")
         coords = torch.stack([kx, ky, kz], -1).reshape(-1, 3)
-        target = spectrum[..., box // 2 :].reshape(-1)
+        target = spectrum[..., size // 2 :].reshape(-1)
         keep = (coords**2).sum(-1) <= 0.25
         coords, target = coords[keep], target[keep]
         optimiser = torch.optim.Adam(self.parameters(), lr=lr)

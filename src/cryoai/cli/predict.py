@@ -1,0 +1,56 @@
+"""Predict every particle's pose with a trained encoder (eval mode, streaming, batched).
+
+RUN is a `cryoai train` output folder; PARTICLES may be the training set or new data of the
+same kind (same pixel size after cropping to the training box). Writes a RELION 3.1 STAR
+with rlnAngleRot/Tilt/Psi and rlnOriginX/YAngst, every input column kept.
+
+Example: cryoai predict run1 more_particles.star -o run1/more_poses.star
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from cryoai.cli.train import add_particle_args, load_input, pick_device
+from cryoai.errors import InputError
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a cryoai train output folder (uses RUN/checkpoints/last.pt)")
+    add_particle_args(parser)
+    parser.add_argument("-o", "--out", required=True, help="output STAR file")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--quiet", action="store_true")
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from cryoai.data.particles import write_particles_star
+    from cryoai.train.batches import TrainingData
+    from cryoai.train.checkpoint import load_checkpoint
+    from cryoai.train.config import TrainConfig
+    from cryoai.train.predict import predict_poses
+    from cryoai.train.trainer import build_models
+
+    t0 = time.perf_counter()
+    device = pick_device(args.device)
+    state = load_checkpoint(f"{args.run}/checkpoints/last.pt")
+    cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
+    particles = load_input(args)
+    data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert)
+    if data.train_box != cfg.train_box or abs(data.apix - state["apix"]) > 0.01 * state["apix"]:
+        raise InputError(f"{args.particles}: {data.train_box} px at {data.apix:.3f} Å/px after cropping, but the model in "
+                         f"{args.run} was trained at {cfg.train_box} px, {state['apix']:.3f} Å/px; re-extract or resample the particles")
+    encoder, volume = build_models(cfg, device)
+    encoder.load_state_dict(state["encoder"])
+    volume.load_state_dict(state["volume"])
+    march = cfg.train_box / 8 + (cfg.train_box / 2 - cfg.train_box / 8) * min(1.0, state["step"] / max(cfg.march_steps, 1))
+    with torch.no_grad():
+        rot, origin = predict_poses(encoder, volume, data, march, cfg.loss == "symmetric", args.batch_size,
+                                    device, progress=not args.quiet)
+    write_particles_star(args.out, particles, rot, origin)
+    dt = time.perf_counter() - t0
+    print(f"predicted {len(particles)} poses in {dt:.1f} s ({len(particles) / dt:.0f} images/s, start-up included) → {args.out}")
+    return 0

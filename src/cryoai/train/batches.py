@@ -1,0 +1,68 @@
+"""Training batches: images read lazily, Fourier-cropped to the training box and normalised.
+
+For a batch of particle indices it yields the centred spectra at the training box (what the
+loss compares), real-space images at the encoder box (what the encoder sees) and the CTF
+parameters. Spectra are scaled so that white noise of unit variance per pixel has unit
+variance per Fourier coefficient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cryoai.data.particles import ParticleSet
+from cryoai.geometry.grids import fft2_centered, ifft2_centered
+
+
+def crop_spectra(spectra: torch.Tensor, box: int) -> torch.Tensor:
+    """The central (box, box) block of centred spectra (..., L, L) (Fourier cropping)."""
+    size = spectra.shape[-1]
+    start = size // 2 - box // 2
+    return spectra[..., start : start + box, start : start + box]
+
+
+@dataclass
+class Batch:
+    indices: torch.Tensor  # (B,) particle rows
+    spectra: torch.Tensor  # (B, Lt, Lt) complex, centred, normalised
+    images: torch.Tensor  # (B, Le, Le) real, for the encoder
+    ctf_params: torch.Tensor | None  # (B, 8)
+
+
+class TrainingData:
+    """Particles prepared for training at ``train_box`` (pixel size apix·L/Lt)."""
+
+    def __init__(self, particles: ParticleSet, train_box: int, encoder_box: int, invert: bool = False,
+                 n_stats: int = 512, seed: int = 0):
+        self.particles = particles
+        self.box = particles.box
+        self.train_box = min(train_box, self.box)
+        self.encoder_box = min(encoder_box, self.train_box)
+        self.apix = particles.apix * self.box / self.train_box
+        self.sign = -1.0 if invert else 1.0
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(len(particles), min(n_stats, len(particles)), replace=False))
+        spectra = self._cropped(sample)
+        real = ifft2_centered(spectra)
+        self.mean = float(real.mean())
+        self.std = float(real.std()) or 1.0
+
+    def _cropped(self, indices: np.ndarray) -> torch.Tensor:
+        images = torch.from_numpy(self.particles.images(indices))
+        return crop_spectra(fft2_centered(images), self.train_box) * (self.train_box / self.box) ** 2
+
+    def batch(self, indices) -> Batch:
+        idx = np.asarray(indices)
+        order = np.argsort(idx, kind="stable")  # read in file order, return in request order
+        spectra = torch.empty((len(idx), self.train_box, self.train_box), dtype=torch.complex64)
+        spectra[torch.from_numpy(order)] = self._cropped(idx[order])
+        centre = self.train_box // 2
+        spectra[:, centre, centre] -= self.mean * self.train_box**2  # remove the mean (DC)
+        spectra = spectra * (self.sign / (self.std * self.train_box))
+        images = ifft2_centered(crop_spectra(spectra, self.encoder_box)) * self.encoder_box
+        ctf = self.particles.ctf
+        ctf_params = torch.from_numpy(ctf[idx]).to(torch.float32) if ctf is not None else None
+        return Batch(torch.from_numpy(idx), spectra, images, ctf_params)

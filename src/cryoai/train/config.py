@@ -1,0 +1,62 @@
+"""Training settings, with defaults chosen from the box size and the device."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    # what is trained
+    volume: str = "voxel"  # "voxel" (fast) or "fouriernet" (cryoAI's implicit network)
+    loss: str = "symmetric"  # "symmetric" or "l2" (the ablation)
+    warm_start: bool = True  # fixed-cost projection matching on a subset first
+    # sizes
+    train_box: int = 64  # images are Fourier-cropped to this box (pixels)
+    encoder_box: int = 64  # the encoder sees images cropped to this box
+    batch_size: int = 64
+    encoder_widths: tuple[int, ...] = (16, 32, 64, 64)
+    fouriernet_hidden: int = 128
+    # schedule (in optimisation steps)
+    steps: int = 2000
+    freeze_volume_steps: int = 300  # encoder trains against the warm-start volume first
+    supervise_steps: int = 800  # warm-start poses supervise the encoder, fading out by then
+    march_steps: int = 1200  # the loss radius grows from train_box/8 to train_box/2
+    # optimisation
+    encoder_lr: float = 1e-3
+    volume_lr: float = 1e-3  # relative to the volume's scale (voxel) / Adam step (FourierNet)
+    supervision_weight: float = 1.0
+    # warm start
+    warm_subset: int = 1500
+    warm_box: int = 16
+    warm_iterations: int = 14
+    # bookkeeping
+    seed: int = 0
+    log_every: int = 25
+    checkpoint_every: int = 200
+    volume_every: int = 500
+    max_minutes: float | None = None
+    invert: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_config(box: int, device: str, **overrides) -> TrainConfig:
+    """Sizes a CPU trains in minutes, and the paper's scale on a GPU.
+
+    CPU: train at box ≤ 64, encoder at ≤ 64, batch 64. GPU: box ≤ 128, batch 128, more steps.
+    """
+    if device == "cpu":
+        train_box = min(box, 64)
+        cfg = TrainConfig(train_box=train_box, encoder_box=min(train_box, 64), batch_size=64)
+    else:
+        train_box = min(box, 128)
+        cfg = TrainConfig(train_box=train_box, encoder_box=min(train_box, 128), batch_size=128,
+                          encoder_widths=(32, 64, 128, 256), steps=8000, freeze_volume_steps=600,
+                          supervise_steps=2000, march_steps=4000, fouriernet_hidden=256)
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    return cfg

@@ -1,0 +1,240 @@
+"""The training loop: warm start, then encoder and volume trained with the symmetric loss.
+
+Stages (in optimisation steps, see ``TrainConfig``):
+1. warm start: soft-EM projection matching on a fixed subset at a small box gives a volume and
+   the subset's poses (fixed cost, independent of the data-set size);
+2. the encoder learns against that volume, frozen, supervised by the subset's poses;
+3. encoder and volume train together, the supervision fades, the loss radius marches out.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cryoai.data.particles import ParticleSet, write_particles_star
+from cryoai.io.mrc import write_map
+from cryoai.losses import HALF_TURN, symmetric_loss
+from cryoai.models.encoder import PoseEncoder
+from cryoai.models.fouriernet import FourierNet
+from cryoai.models.volume_map import volume_to_map
+from cryoai.models.voxel import VoxelVolume
+from cryoai.physics.backprojection import backproject, confine_to_box, wiener_reconstruct
+from cryoai.physics.ctf import ctf
+from cryoai.train.batches import TrainingData, crop_spectra
+from cryoai.train.checkpoint import load_checkpoint, save_checkpoint
+from cryoai.train.config import TrainConfig
+from cryoai.train.predict import encode_both, loss_frequencies, predict_poses
+from cryoai.train.run_dir import RunDir
+from cryoai.train.warmstart import warm_start
+
+
+def build_models(cfg: TrainConfig, device: str) -> tuple[PoseEncoder, torch.nn.Module]:
+    encoder = PoseEncoder(cfg.encoder_box, widths=tuple(cfg.encoder_widths), max_shift_px=cfg.train_box / 8)
+    if cfg.volume == "fouriernet":
+        volume = FourierNet(cfg.train_box, hidden=cfg.fouriernet_hidden)
+    else:
+        volume = VoxelVolume(cfg.train_box, oversample=2)
+    return encoder.to(device), volume.to(device)
+
+
+def initial_spectrum(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
+                     oversample: int) -> torch.Tensor:
+    """A direct Fourier reconstruction (oversampled grid) of ``rows`` at the given poses."""
+    box = data.train_box
+    idx, freqs = loss_frequencies(box, box // 2)
+    into = None
+    for start in range(0, len(rows), 256):
+        b = data.batch(rows[start : start + 256])
+        c = ctf(freqs / data.apix, b.ctf_params) if b.ctf_params is not None else None
+        into = backproject(b.spectra.reshape(len(b.indices), -1)[:, idx], rotations[start : start + 256], freqs,
+                           box, c, origins_px[start : start + 256], oversample=oversample, into=into)
+    return confine_to_box(wiener_reconstruct(*into, 0.05), box)
+
+
+class Trainer:
+    def __init__(self, particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: str = "cpu",
+                 resume: bool = False, progress: bool = True):
+        self.particles, self.cfg, self.run, self.device, self.progress = particles, cfg, run, device, progress
+        self.data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert, seed=cfg.seed)
+        cfg.train_box, cfg.encoder_box = self.data.train_box, self.data.encoder_box
+        torch.manual_seed(cfg.seed)
+        self.encoder, self.volume = build_models(cfg, device)
+        self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
+        self.opt_volume = torch.optim.Adam(self.volume.parameters(), lr=cfg.volume_lr)
+        self.step = 0
+        self.elapsed_before = 0.0
+        self.subset = np.zeros(0, dtype=np.int64)
+        self.subset_rot = torch.zeros(0, 3, 3)
+        self.subset_origin = torch.zeros(0, 2)
+        if resume:
+            self._restore(load_checkpoint(run.path / "checkpoints" / "last.pt"))
+        self._index_subset()
+
+    def _index_subset(self) -> None:
+        """subset_pos[i] = position of particle i in the warm-start subset, or −1."""
+        self.subset_pos = torch.full((len(self.particles),), -1, dtype=torch.long)
+        self.subset_pos[torch.from_numpy(self.subset)] = torch.arange(len(self.subset))
+
+    # ---- state -------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {"step": self.step, "elapsed": self.elapsed_before + time.time() - self.t_start,
+                "encoder": self.encoder.state_dict(), "volume": self.volume.state_dict(),
+                "opt_encoder": self.opt_encoder.state_dict(), "opt_volume": self.opt_volume.state_dict(),
+                "subset": self.subset, "subset_rot": self.subset_rot, "subset_origin": self.subset_origin,
+                "config": self.cfg.to_dict(), "data_mean": self.data.mean, "data_std": self.data.std,
+                "apix": self.data.apix}
+
+    def _restore(self, state: dict) -> None:
+        self.encoder.load_state_dict(state["encoder"])
+        self.volume.load_state_dict(state["volume"])
+        self.opt_encoder.load_state_dict(state["opt_encoder"])
+        self.opt_volume.load_state_dict(state["opt_volume"])
+        self.step, self.elapsed_before = state["step"], state["elapsed"]
+        self.subset, self.subset_rot, self.subset_origin = state["subset"], state["subset_rot"], state["subset_origin"]
+        self.run.log(f"resumed from step {self.step}")
+
+    # ---- stages ------------------------------------------------------------------------
+    def warm_start(self) -> None:
+        cfg, data = self.cfg, self.data
+        rng = np.random.default_rng(cfg.seed)
+        self.subset = np.sort(rng.choice(len(self.particles), min(cfg.warm_subset, len(self.particles)), replace=False))
+        b = min(cfg.warm_box, data.train_box)
+        spectra = torch.cat([crop_spectra(data.batch(self.subset[i : i + 512]).spectra, b)
+                             for i in range(0, len(self.subset), 512)])
+        apix_b = data.apix * data.train_box / b
+        f = (torch.arange(b) - b // 2) / b
+        fy, fx = torch.meshgrid(f, f, indexing="ij")
+        freqs = torch.stack([fx, fy], -1).reshape(-1, 2)
+        if self.particles.ctf is not None:
+            params = torch.from_numpy(self.particles.ctf[self.subset]).to(torch.float32)
+            ctf_values = ctf(freqs / apix_b, params).reshape(-1, b, b)
+        else:
+            ctf_values = torch.ones(len(self.subset), b, b)
+        t0 = time.time()
+        result = warm_start(spectra, ctf_values, b, iterations=cfg.warm_iterations, seed=cfg.seed, log=self.run.log)
+        self.subset_rot = result.rotations
+        self.subset_origin = result.origins_px * (data.train_box / b)
+        self._index_subset()
+        spectrum = initial_spectrum(data, self.subset, self.subset_rot, self.subset_origin, self.volume.oversample)
+        self.volume.load_spectrum(spectrum.to(self.device))
+        self.run.log(f"warm start: {len(self.subset)} images at box {b} in {time.time() - t0:.0f} s")
+        self.run.metrics({"step": 0, "stage": "warm_start", "seconds": time.time() - t0})
+
+    def radius(self, step: int) -> float:
+        r0, r1 = self.cfg.train_box / 8, self.cfg.train_box / 2
+        return r0 + (r1 - r0) * min(1.0, step / max(self.cfg.march_steps, 1))
+
+    def supervision_weight(self, step: int) -> float:
+        cfg = self.cfg
+        if not len(self.subset) or step >= cfg.supervise_steps:
+            return 0.0
+        if step < cfg.freeze_volume_steps:
+            return cfg.supervision_weight
+        fade = (step - cfg.freeze_volume_steps) / max(cfg.supervise_steps - cfg.freeze_volume_steps, 1)
+        return cfg.supervision_weight * (1 - fade)
+
+    def sample_indices(self, step: int, with_subset: bool) -> np.ndarray:
+        gen = np.random.default_rng([self.cfg.seed, step])
+        n, bsz = len(self.particles), self.cfg.batch_size
+        if not with_subset:
+            return gen.integers(0, n, bsz)
+        k = bsz // 4
+        return np.concatenate([gen.integers(0, n, bsz - k), self.subset[gen.integers(0, len(self.subset), k)]])
+
+    def train_step(self, step: int) -> dict:
+        cfg = self.cfg
+        symmetric = cfg.loss == "symmetric"
+        w_sup = self.supervision_weight(step)
+        batch = self.data.batch(self.sample_indices(step, w_sup > 0))
+        idx, freqs = loss_frequencies(cfg.train_box, self.radius(step), self.device)
+        self.encoder.train()
+        r, o, e1, e2, rot_both, origin_both, won = encode_both(
+            self.encoder, self.volume, batch, idx, freqs, self.data.apix, symmetric, self.device)
+        loss = symmetric_loss(e1, e2)[0] if symmetric else e1.mean()
+        record = {"step": step + 1, "loss": float(loss.detach()), "radius": self.radius(step), "rotated_won": float(won.float().mean())}
+        if w_sup > 0:
+            pos = self.subset_pos[batch.indices]
+            sel = torch.nonzero(pos >= 0).squeeze(1)
+            target_r = self.subset_rot[pos[sel]].to(self.device)
+            target_o = self.subset_origin[pos[sel]].to(self.device)
+            n = len(batch.indices)
+            sup = (rot_both[sel] - target_r).pow(2).sum((1, 2)) + 0.1 * (origin_both[sel] - target_o).pow(2).sum(1)
+            if symmetric:
+                half = HALF_TURN.to(self.device)
+                sup = sup + (rot_both[n + sel] - half @ target_r).pow(2).sum((1, 2)) \
+                    + 0.1 * (origin_both[n + sel] + target_o).pow(2).sum(1)
+            sup_loss = sup.mean()
+            loss = loss + w_sup * sup_loss * float(e1.detach().mean())
+            record["supervision"] = float(sup_loss.detach())
+        train_volume = step >= cfg.freeze_volume_steps or not len(self.subset)
+        self.opt_encoder.zero_grad(set_to_none=True)
+        self.opt_volume.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_encoder.step()
+        if train_volume:
+            self.opt_volume.step()
+        return record
+
+    # ---- outputs -----------------------------------------------------------------------
+    def write_volume(self, path) -> None:
+        vol = volume_to_map(self.volume, self.cfg.train_box)
+        write_map(path, vol.numpy(), self.data.apix)
+
+    def pose_errors(self, n: int = 500) -> dict | None:
+        """Errors against the input STAR's poses, when it has them (simulated or published)."""
+        if self.particles.rotations is None:
+            return None
+        from cryoai.eval.poses import evaluate_poses
+
+        rows = np.random.default_rng(0).choice(len(self.particles), min(n, len(self.particles)), replace=False)
+        rot, origin = predict_poses(self.encoder, self.volume, self.data, self.radius(self.step),
+                                    self.cfg.loss == "symmetric", device=self.device, progress=False, indices=rows)
+        true_origin = self.particles.origins_A[rows] if self.particles.origins_A is not None else None
+        return evaluate_poses(rot, self.particles.rotations[rows], origin, true_origin, self.data.apix)
+
+    def finish(self) -> dict:
+        run = self.run
+        self.write_volume(run.path / "volume.mrc")
+        rot, origin = predict_poses(self.encoder, self.volume, self.data, self.radius(self.step),
+                                    self.cfg.loss == "symmetric", device=self.device, progress=self.progress)
+        write_particles_star(run.path / "particles.star", self.particles, rot, origin)
+        run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
+                f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
+        return {"rotations": rot, "origins_A": origin}
+
+    def fit(self) -> dict:
+        cfg, run = self.cfg, self.run
+        self.t_start = time.time()
+        if self.step == 0 and cfg.warm_start:
+            self.warm_start()
+        deadline = self.t_start + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress)
+        t_window, n_window = time.time(), 0
+        while self.step < cfg.steps and time.time() < deadline:
+            record = self.train_step(self.step)
+            self.step += 1
+            n_window += cfg.batch_size
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                rate = n_window / (time.time() - t_window)
+                t_window, n_window = time.time(), 0
+                record.update(images_per_s=rate, elapsed_s=self.elapsed_before + time.time() - self.t_start)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    errors = self.pose_errors()
+                    if errors:
+                        record.update({k: errors[k] for k in ("rot_median_deg", "frac_within_10deg", "trans_median_px", "hand")})
+                run.metrics(record)
+                bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{rate:.0f}", r=f"{record['radius']:.0f}")
+                run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            if self.step % cfg.checkpoint_every == 0:
+                save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+            if self.step % cfg.volume_every == 0:
+                self.write_volume(run.path / "volumes" / f"step_{self.step:06d}.mrc")
+        bar.close()
+        save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+        return self.finish()
