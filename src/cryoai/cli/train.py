@@ -3,7 +3,9 @@
 PARTICLES is a RELION STAR (3.0 or 3.1+), a cryoSPARC .cs or a bare .mrcs (with --apix and,
 for a CTF, --ctf-*). Writes OUT/volume.mrc, OUT/particles.star (RELION 3.1, a pose for every
 particle, every input column kept), OUT/log.txt, OUT/metrics.jsonl, OUT/config.yaml and
-OUT/checkpoints/last.pt; `--resume` continues from the last checkpoint.
+OUT/checkpoints/last.pt; `--resume` continues from the last checkpoint. With --halves, two
+independent half-set runs (OUT/half1, OUT/half2), OUT/volume_half{1,2}.mrc, OUT/fsc.txt/png
+and rlnRandomSubset in OUT/particles.star.
 
 Example: cryoai train sim/particles.star -o run1 --max-minutes 20
 """
@@ -40,6 +42,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-warm-start", action="store_true", help="the published method: no projection-matching warm start")
     parser.add_argument("--invert", action="store_true", help="negate images (molecule dark, e.g. not contrast-inverted at extraction)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--halves", action="store_true",
+                        help="gold standard: two independent half-set reconstructions, half maps and their FSC")
     parser.add_argument("--resume", action="store_true", help="continue OUT from checkpoints/last.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log on the terminal")
 
@@ -92,7 +96,11 @@ def main(args: argparse.Namespace) -> int:
                                      "box": particles.box, "apix": particles.apix, "device": device})
     run.log(f"{len(particles)} particles, box {particles.box}, {particles.apix:.3f} Å/px, "
             f"CTF {'yes' if particles.ctf is not None else 'no'}; training at box {cfg.train_box} on {device}")
-    trainer = Trainer(particles, cfg, run, device=device, resume=args.resume, progress=not args.quiet)
-    trainer.fit()
+    if args.halves:
+        from cryoai.train.halves import train_halves
+
+        train_halves(particles, cfg, run, device, args.resume, progress=not args.quiet)
+    else:
+        Trainer(particles, cfg, run, device=device, resume=args.resume, progress=not args.quiet).fit()
     run.close()
     return 0

@@ -1,0 +1,104 @@
+"""Training mechanics on tiny data: outputs, checkpoints and --resume, predict, half sets.
+
+Convergence itself is guarded by tests/test_reconstruction.py and measured in benchmarks/.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import starfile
+import torch
+
+from cryoai.cli.main import main as cli
+from cryoai.data.particles import load_particles
+from cryoai.io.mrc import read_map
+from cryoai.phantom import phantom_map
+from cryoai.simulate import simulate
+from cryoai.train.config import TrainConfig
+from cryoai.train.run_dir import RunDir
+from cryoai.train.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    simulate(phantom_map(16, 8.0), 8.0, 120, out, snr=10.0, shift_std_A=4.0, seed=1, progress=False)
+    return out
+
+
+def tiny_config(**kw) -> TrainConfig:
+    cfg = TrainConfig(train_box=16, encoder_box=16, batch_size=8, steps=6, freeze_volume_steps=2,
+                      supervise_steps=4, march_steps=4, warm_subset=60, warm_box=8, warm_iterations=2,
+                      log_every=2, checkpoint_every=3, volume_every=3, encoder_widths=(4, 8))
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def test_train_writes_a_run_directory(tiny_set, tmp_path):
+    """A run writes the map with its voxel size, poses for every particle, log, metrics, checkpoint."""
+    particles = load_particles(tiny_set / "particles.star")
+    run = RunDir(tmp_path / "run", quiet=True)
+    Trainer(particles, tiny_config(), run, progress=False).fit()
+    run.close()
+    vol, apix = read_map(tmp_path / "run" / "volume.mrc")
+    assert vol.shape == (16, 16, 16) and apix == pytest.approx(8.0)
+    out = starfile.read(tmp_path / "run" / "particles.star")
+    assert len(out["particles"]) == 120
+    assert {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"} <= set(out["particles"].columns)
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert steps[0] == 0 and steps[-1] == 6
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert (tmp_path / "run" / "volumes" / "step_000003.mrc").is_file()
+    # poses read back are proper rotations
+    back = load_particles(tmp_path / "run" / "particles.star", datadir=str(tiny_set))
+    R = back.rotations
+    assert np.allclose(R @ R.transpose(0, 2, 1), np.eye(3), atol=1e-5)
+
+
+def test_resume_continues_exactly(tiny_set, tmp_path):
+    """Stopping at step 3 and resuming gives the same weights as one uninterrupted run to step 6."""
+    particles = load_particles(tiny_set / "particles.star")
+    torch.manual_seed(0)
+    full = Trainer(particles, tiny_config(), RunDir(tmp_path / "full", quiet=True), progress=False)
+    full.fit()
+    part = Trainer(particles, tiny_config(steps=3), RunDir(tmp_path / "part", quiet=True), progress=False)
+    part.fit()
+    resumed = Trainer(particles, tiny_config(), RunDir(tmp_path / "part", quiet=True), resume=True, progress=False)
+    assert resumed.step == 3
+    resumed.fit()
+    for a, b in zip(full.encoder.state_dict().values(), resumed.encoder.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
+    assert torch.allclose(full.volume.values, resumed.volume.values, atol=1e-5)
+
+
+def test_cli_train_predict_and_halves(tiny_set, tmp_path, capsys):
+    """`cryoai train`, `cryoai predict` and `cryoai train --halves` from the command line."""
+    star = str(tiny_set / "particles.star")
+    assert cli(["train", star, "-o", str(tmp_path / "r"), "--steps", "3", "--batch-size", "8", "--quiet"]) == 0
+    assert cli(["predict", str(tmp_path / "r"), star, "-o", str(tmp_path / "p.star"), "--quiet"]) == 0
+    pred = starfile.read(tmp_path / "p.star")["particles"]
+    assert len(pred) == 120 and np.isfinite(pred["rlnAngleTilt"]).all()
+    assert cli(["train", star, "-o", str(tmp_path / "h"), "--steps", "3", "--batch-size", "8", "--halves", "--quiet"]) == 0
+    halves = starfile.read(tmp_path / "h" / "particles.star")["particles"]
+    assert sorted(set(halves["rlnRandomSubset"])) == [1, 2]
+    for name in ("volume_half1.mrc", "volume_half2.mrc", "volume.mrc", "fsc.txt", "fsc.png"):
+        assert (tmp_path / "h" / name).is_file()
+
+
+def test_cli_resume_without_checkpoint_is_one_line(tiny_set, tmp_path, capsys):
+    code = cli(["train", str(tiny_set / "particles.star"), "-o", str(tmp_path / "x"), "--resume", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "last.pt" in err[0]
+
+
+@pytest.mark.parametrize("volume,loss", [("fouriernet", "symmetric"), ("voxel", "l2")])
+def test_model_options_run(tiny_set, tmp_path, volume, loss):
+    """FourierNet and the plain-L2 ablation run end to end."""
+    particles = load_particles(tiny_set / "particles.star")
+    cfg = tiny_config(volume=volume, loss=loss, fouriernet_hidden=16, steps=3)
+    result = Trainer(particles, cfg, RunDir(tmp_path / volume, quiet=True), progress=False).fit()
+    assert result["rotations"].shape == (120, 3, 3)
