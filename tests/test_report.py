@@ -153,6 +153,7 @@ def test_report_of_a_run_in_progress(tmp_path):
     page = (out / "report.html").read_text()
     assert "in progress" in page and "step_001000.mrc" in page
     assert 'open "volumes/step_001000.mrc"' in (out / "view.cxc").read_text()
+    assert main(["report", str(out), "--truth", str(tmp_path / "missing.mrc")]) == 2
 
 
 def test_not_a_run_folder_is_one_line_error(tmp_path, capsys):

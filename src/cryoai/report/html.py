@@ -161,8 +161,8 @@ def write_report(run_dir: str | os.PathLike, truth_map: str | None = None) -> Pa
         enclosed = chimerax.enclosed(vol, level, apix)
         if truth_path is not None and run.final:
             truth = compare_truth_map(vol, apix, truth_path, poses)
-        elif truth_path is not None:
-            run.notes.append(f"the FSC against {truth_path} is computed once the run has written volume.mrc")
+    if truth_path is not None and truth is None:
+        run.notes.append(f"the FSC against {truth_path} is computed once the run has written volume.mrc")
     body = [f"<h1>cryoai run {html.escape(run.path.resolve().name)}</h1>",
             f'<p class="lead">{html.escape(summary.paragraph(run, poses, truth))}</p>',
             '<table class="facts">' + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
