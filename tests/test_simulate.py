@@ -275,15 +275,9 @@ def test_unwritable_output(tmp_path, capsys):
     one_error_line(capsys)
 
 
-# --- known bugs (xfail, strict: they start failing loudly once fixed, so remove the mark then) ---
+# --- regressions: bugs found and fixed ---
 
 @pytest.mark.skipif(not ADK.is_file(), reason="shared/data/maps_models/adk_open_4AKE.pdb absent")
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG model_to_map: gemmi's DensityCalculatorE samples the atomic potential point-wise (blur 0, "
-    "atoms of B≈40 Å² are ~0.7 Å wide) on the 2.5 Å grid, with no band limit: ~41% of the map's power "
-    "lies outside the Nyquist sphere and one voxel dominates, although the docstring promises a map "
-    "band-limited to Nyquist. Fix: add blur (dc.blur / set_refmac_compatible_blur), go to reciprocal "
-    "space, undo the blur, cut at d_min = 2·apix, transform back."))
 def test_model_map_is_band_limited_to_nyquist():
     """A map from an atomic model holds (almost) no power outside |k| ≤ ½ cycle/voxel (as model_to_map documents)."""
     from cryoai.simulate import model_to_map
@@ -296,9 +290,6 @@ def test_model_map_is_band_limited_to_nyquist():
     assert outside < 0.01, f"{outside:.0%} of the power beyond Nyquist"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG cli/simulate.py: float(args.snr) is not guarded, so '--snr abc' raises ValueError (traceback) "
-    "instead of exit code 2 with an error line."))
 def test_non_numeric_snr_is_an_input_error(tmp_path, capsys):
     """--snr abc gives exit code 2 and an error line, no traceback."""
     try:
@@ -310,9 +301,6 @@ def test_non_numeric_snr_is_an_input_error(tmp_path, capsys):
     assert "error" in err and "snr" in err.lower() and "Traceback" not in err
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG io/mrc.py read_map: mrcfile.open(permissive=True) on a non-MRC file emits 4 RuntimeWarnings "
-    "(printed on stderr by the CLI) before the one 'error:' line."))
 def test_non_mrc_map_gives_only_the_error_line(tmp_path, capsys):
     """--map pointing at a text file: exit code 2, one error line and no warnings."""
     bad = tmp_path / "model.pdb"

@@ -79,6 +79,7 @@ def test_cli_train_predict_and_halves(tiny_set, tmp_path, capsys):
     """`cryoai train`, `cryoai predict` and `cryoai train --halves` from the command line."""
     star = str(tiny_set / "particles.star")
     assert cli(["train", star, "-o", str(tmp_path / "r"), "--steps", "3", "--batch-size", "8", "--quiet"]) == 0
+    assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "view.cxc").is_file()
     assert cli(["predict", str(tmp_path / "r"), star, "-o", str(tmp_path / "p.star"), "--quiet"]) == 0
     pred = starfile.read(tmp_path / "p.star")["particles"]
     assert len(pred) == 120 and np.isfinite(pred["rlnAngleTilt"]).all()

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cryoai.errors import InputError
+from cryoai.geometry.grids import fft3_centered, ifft3_centered
 from cryoai.geometry.rotations import matrix_to_euler, random_rotations
 from cryoai.io.atomic import atomic_path
 from cryoai.io.mrc import write_map
@@ -64,9 +65,10 @@ def resample_map(volume: np.ndarray, apix_in: float, box: int, apix: float) -> n
     return out[0, 0].numpy()
 
 
-def model_to_map(path: str | os.PathLike, box: int, apix: float) -> np.ndarray:
+def model_to_map(path: str | os.PathLike, box: int, apix: float, oversample: int = 3) -> np.ndarray:
     """Electron scattering potential of an atomic model (PDB/mmCIF) via gemmi, centred on
-    the atoms' mean position, band-limited to Nyquist; (z, y, x) float32."""
+    the atoms' mean position; computed on a grid ``oversample`` times finer and Fourier-cropped,
+    so it is band-limited to Nyquist without aliasing; (z, y, x) float32."""
     import gemmi
 
     try:
@@ -82,7 +84,8 @@ def model_to_map(path: str | os.PathLike, box: int, apix: float) -> np.ndarray:
     span = np.ptp(xyz, axis=0).max()
     if span > box * apix:
         raise InputError(f"{path}: the model spans {span:.0f} Å but the box is {box * apix:.0f} Å; raise --box or --apix")
-    shift = gemmi.Position(*(box // 2 * apix - xyz.mean(axis=0)))
+    fine = oversample * box  # sample finely, then cut at Nyquist: a band-limited, unaliased map
+    shift = gemmi.Position(*((fine // 2) * apix / oversample - xyz.mean(axis=0)))  # centre voxel of the fine grid
     for ch in st[0]:
         for res in ch:
             for atom in res:
@@ -90,12 +93,24 @@ def model_to_map(path: str | os.PathLike, box: int, apix: float) -> np.ndarray:
     st.spacegroup_hm = "P 1"
     st.cell = gemmi.UnitCell(box * apix, box * apix, box * apix, 90, 90, 90)
     dc = gemmi.DensityCalculatorE()
-    dc.d_min = 2 * apix
+    dc.d_min = 2 * apix / oversample
     dc.set_grid_cell_and_spacegroup(st)
-    dc.grid.set_size(box, box, box)
+    dc.grid.set_size(fine, fine, fine)
     dc.add_model_density_to_grid(st[0])
     dc.grid.symmetrize_sum()
-    return np.array(dc.grid, copy=True).transpose(2, 1, 0).astype(np.float32)
+    dense = torch.from_numpy(np.array(dc.grid, copy=True).transpose(2, 1, 0).astype(np.float32))
+    # cropping the centred spectrum maps fine voxel fine//2 onto coarse voxel box//2
+    spectrum = fft3_centered(dense)
+    start = fine // 2 - box // 2
+    cropped = spectrum[start : start + box, start : start + box, start : start + box] / oversample**3
+    f = torch.arange(box) - box // 2
+    fz, fy, fx = torch.meshgrid(f, f, f, indexing="ij")
+    # a Gaussian envelope (gain e⁻² at Nyquist, like a map at about that resolution) with a
+    # raised-cosine edge from 0.8 to 1 × Nyquist: no power beyond Nyquist and little ringing
+    r = torch.sqrt((fx**2 + fy**2 + fz**2).float()) / (box / 2)
+    edge = torch.where(r <= 0.8, 1.0, 0.5 + 0.5 * torch.cos(torch.pi * torch.clamp((r - 0.8) / 0.2, 0, 1)))
+    cropped = cropped * edge * torch.exp(-2.0 * r**2)
+    return ifft3_centered(cropped).numpy().astype(np.float32)
 
 
 def draw_ctf(n: int, scope: Microscope, rng: np.random.Generator) -> np.ndarray:

@@ -52,7 +52,10 @@ def load_volume(args: argparse.Namespace):
 def main(args: argparse.Namespace) -> int:
     from cryoai.simulate import Microscope, simulate
 
-    snr = math.inf if str(args.snr).lower() in ("inf", "none") else float(args.snr)
+    try:
+        snr = math.inf if str(args.snr).lower() in ("inf", "none") else float(args.snr)
+    except ValueError:
+        raise InputError(f"--snr {args.snr}: give a positive number or 'inf'") from None
     if not snr > 0:
         raise InputError(f"--snr {args.snr}: must be positive or 'inf'")
     if args.n < 1 or args.box < 8:

@@ -3,7 +3,7 @@
 PARTICLES is a RELION STAR (3.0 or 3.1+), a cryoSPARC .cs or a bare .mrcs (with --apix and,
 for a CTF, --ctf-*). Writes OUT/volume.mrc, OUT/particles.star (RELION 3.1, a pose for every
 particle, every input column kept), OUT/log.txt, OUT/metrics.jsonl, OUT/config.yaml and
-OUT/checkpoints/last.pt; `--resume` continues from the last checkpoint. With --halves, two
+OUT/checkpoints/last.pt, OUT/report.html; `--resume` continues from the last checkpoint. With --halves, two
 independent half-set runs (OUT/half1, OUT/half2), OUT/volume_half{1,2}.mrc, OUT/fsc.txt/png
 and rlnRandomSubset in OUT/particles.star.
 
@@ -72,15 +72,11 @@ def load_input(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
-    import torch
-
     from cryoai.train.config import default_config
     from cryoai.train.run_dir import RunDir
     from cryoai.train.trainer import Trainer
 
     device = pick_device(args.device)
-    if device == "cpu":
-        torch.set_num_threads(max(1, torch.get_num_threads()))
     particles = load_input(args)
     cfg = default_config(particles.box, device, batch_size=args.batch_size, train_box=args.train_box,
                          volume=args.volume, loss=args.loss, seed=args.seed, max_minutes=args.max_minutes,
@@ -102,5 +98,9 @@ def main(args: argparse.Namespace) -> int:
         train_halves(particles, cfg, run, device, args.resume, progress=not args.quiet)
     else:
         Trainer(particles, cfg, run, device=device, resume=args.resume, progress=not args.quiet).fit()
+    from cryoai.report.html import write_report
+
+    report = write_report(run.path)
+    run.log(f"report: {report}")
     run.close()
     return 0

@@ -7,6 +7,7 @@ as RELION and ChimeraX expect, so the header origin is left at 0.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -22,7 +23,10 @@ def read_map(path: str | os.PathLike) -> tuple[np.ndarray, float]:
     if not path.is_file():
         raise InputError(f"{path}: no such map file; check the path")
     try:
-        with mrcfile.open(path, permissive=True) as m:
+        with warnings.catch_warnings():  # permissive mode warns on junk; the error below says it once
+            warnings.simplefilter("ignore")
+            m = mrcfile.open(path, permissive=True)
+        with m:
             if m.data is None:
                 raise ValueError("no data")
             data = np.asarray(m.data, dtype=np.float32).copy()

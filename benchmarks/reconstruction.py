@@ -1,0 +1,91 @@
+"""Reconstruction accuracy over wall time on simulated data (issue targets, CPU).
+
+For each structure: `cryoai simulate` (L=64, 2.5 Å/px, CTF, shifts σ=5 Å, N images, SNR),
+`cryoai train` with default settings under --max-minutes, then for each map saved during
+training: FSC=0.5 vs the truth after alignment (`cryoai fsc --align`), and the pose errors
+logged in metrics.jsonl; finally `cryoai evaluate` on all predicted poses. Prints a table.
+
+Usage: python benchmarks/reconstruction.py [--structures 4ake,3j9g] [--n 10000] [--snr inf]
+       [--minutes 30] [--out bench_out] [--loss symmetric] [--seed 0]
+Run it alone on the machine: timings mean nothing with other jobs beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "maps_models"
+STRUCTURES = {
+    "4ake": ["--model", str(DATA / "adk_open_4AKE.pdb")],
+    "3j9g": ["--map", str(DATA / "3j9g_potential_ps4_4.mrc")],
+    "8zpm": ["--model", str(DATA / "8zpm.cif")],
+    "phantom": [],
+}
+
+
+def cryoai(*args: str, capture: bool = False) -> str:
+    cmd = [sys.executable, "-m", "cryoai.cli.main", *args]
+    res = subprocess.run(cmd, check=True, text=True, capture_output=capture)
+    return res.stdout if capture else ""
+
+
+def fsc_vs_truth(volume: Path, truth: Path, out_prefix: Path) -> float:
+    out = cryoai("fsc", str(truth), str(volume), "--align", "--json", "-o", str(out_prefix), capture=True)
+    return json.loads(out.strip().splitlines()[-1])["res_0.5_px"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--structures", default="4ake,3j9g")
+    p.add_argument("--n", type=int, default=10000)
+    p.add_argument("--snr", default="inf")
+    p.add_argument("--minutes", type=float, default=30)
+    p.add_argument("--out", default="bench_out")
+    p.add_argument("--loss", default="symmetric")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--extra", default="", help="extra arguments for cryoai train")
+    args = p.parse_args()
+    rows = []
+    for name in args.structures.split(","):
+        base = Path(args.out) / f"{name}_n{args.n}_snr{args.snr}"
+        data, run = base / "data", base / f"run_{args.loss}_s{args.seed}"
+        if not (data / "particles.star").is_file():
+            cryoai("simulate", *STRUCTURES[name], "--n", str(args.n), "--box", "64", "--apix", "2.5",
+                   "--snr", args.snr, "--shift-std-A", "5", "--seed", str(args.seed), "-o", str(data))
+        t0 = time.time()
+        cryoai("train", str(data / "particles.star"), "-o", str(run), "--max-minutes", str(args.minutes),
+               "--loss", args.loss, "--seed", str(args.seed), "--quiet", *args.extra.split())
+        wall = time.time() - t0
+        metrics = [json.loads(line) for line in open(run / "metrics.jsonl")]
+        timeline = {m["step"]: m for m in metrics if "rot_median_deg" in m}
+        print(f"\n## {name}: N={args.n}, SNR={args.snr}, loss={args.loss}, seed={args.seed}, wall {wall / 60:.1f} min")
+        print("| step | minutes | median rot err (deg) | within 10 deg | FSC=0.5 vs truth (px) |")
+        print("|---|---|---|---|---|")
+        for vol in sorted((run / "volumes").glob("step_*.mrc")):
+            step = int(vol.stem.split("_")[1])
+            m = timeline.get(step, {})
+            res = fsc_vs_truth(vol, data / "truth.mrc", run / f"fsc_{step:06d}")
+            print(f"| {step} | {m.get('elapsed_s', float('nan')) / 60:.1f} | {m.get('rot_median_deg', float('nan')):.1f} | "
+                  f"{m.get('frac_within_10deg', float('nan')):.2f} | {res:.2f} |")
+        final = json.loads(cryoai("evaluate", str(run / "particles.star"), "--truth", str(data / "particles.star"),
+                                  "--map", str(run / "volume.mrc"), "--truth-map", str(data / "truth.mrc"),
+                                  "--json", capture=True).strip().splitlines()[-1])
+        rate = [m["images_per_s"] for m in metrics if "images_per_s" in m]
+        rows.append((name, final, wall, sum(rate) / max(len(rate), 1)))
+        print(f"final: median rot {final['rot_median_deg']:.1f} deg, within 10 deg {final['frac_within_10deg']:.2f}, "
+              f"trans median {final['trans_median_px']:.2f} px, FSC=0.5 {final.get('res_0.5_px')} px "
+              f"({final.get('res_0.5_A')} Å), hand {final['hand']}, train {sum(rate) / max(len(rate), 1):.0f} images/s")
+    print("\n| structure | median rot (deg) | within 10 deg | trans median (px) | FSC=0.5 (px) | wall (min) | train images/s |")
+    print("|---|---|---|---|---|---|---|")
+    for name, f, wall, rate in rows:
+        print(f"| {name} | {f['rot_median_deg']:.1f} | {f['frac_within_10deg']:.2f} | {f['trans_median_px']:.2f} | "
+              f"{f.get('res_0.5_px')} | {wall / 60:.1f} | {rate:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
