@@ -30,9 +30,10 @@ def tiny_set(tmp_path_factory):
 
 
 def tiny_config(**kw) -> TrainConfig:
-    cfg = TrainConfig(train_box=16, encoder_box=16, batch_size=8, steps=6, freeze_volume_steps=2,
-                      supervise_steps=4, march_steps=4, warm_subset=60, warm_box=8, warm_iterations=2,
-                      log_every=2, checkpoint_every=3, volume_every=3, encoder_widths=(4, 8))
+    cfg = TrainConfig(train_box=16, encoder_box=16, batch_size=8, steps=6, pretrain_until=0.2, freeze_volume_until=0.4,
+                      supervise_until=0.7, march_until=0.7, warm_subset=60, warm_box=8, warm_iterations=2,
+                      log_every=2, checkpoint_every=3, volume_every=3, encoder_widths=(4, 8), synthetic_batch=4,
+                      final_iterations=1)
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg
@@ -59,20 +60,34 @@ def test_train_writes_a_run_directory(tiny_set, tmp_path):
     assert np.allclose(R @ R.transpose(0, 2, 1), np.eye(3), atol=1e-5)
 
 
+class Crash(Exception):
+    pass
+
+
 def test_resume_continues_exactly(tiny_set, tmp_path):
-    """Stopping at step 3 and resuming gives the same weights as one uninterrupted run to step 6."""
+    """A run killed after its step-3 checkpoint and resumed ends with the same weights as one
+    uninterrupted run."""
     particles = load_particles(tiny_set / "particles.star")
-    torch.manual_seed(0)
     full = Trainer(particles, tiny_config(), RunDir(tmp_path / "full", quiet=True), progress=False)
     full.fit()
-    part = Trainer(particles, tiny_config(steps=3), RunDir(tmp_path / "part", quiet=True), progress=False)
-    part.fit()
+    part = Trainer(particles, tiny_config(), RunDir(tmp_path / "part", quiet=True), progress=False)
+    step_once = part.train_step
+
+    def crash_at_step_3(step):
+        if step == 3:
+            raise Crash
+        return step_once(step)
+
+    part.train_step = crash_at_step_3
+    with pytest.raises(Crash):
+        part.fit()
     resumed = Trainer(particles, tiny_config(), RunDir(tmp_path / "part", quiet=True), resume=True, progress=False)
     assert resumed.step == 3
     resumed.fit()
     for a, b in zip(full.encoder.state_dict().values(), resumed.encoder.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)
-    assert torch.allclose(full.volume.values, resumed.volume.values, atol=1e-5)
+    assert torch.allclose(full.volume.values, resumed.volume.values, atol=1e-4)
+    assert not torch.allclose(full.volume.values, part.volume.values)  # resuming did change something
 
 
 def test_cli_train_predict_and_halves(tiny_set, tmp_path, capsys):

@@ -17,19 +17,22 @@ class TrainConfig:
     batch_size: int = 64
     encoder_widths: tuple[int, ...] = (16, 32, 64, 64)
     fouriernet_hidden: int = 128
-    # schedule (in optimisation steps)
-    steps: int = 2000
-    freeze_volume_steps: int = 300  # encoder trains against the warm-start volume first
-    supervise_steps: int = 800  # warm-start poses supervise the encoder, fading out by then
-    march_steps: int = 1200  # the loss radius grows from train_box/8 to train_box/2
+    # schedule: total optimisation steps, and where each stage ends as a fraction of them
+    steps: int = 3500
+    pretrain_until: float = 0.4  # encoder alone, on renders of the warm-start volume at known poses
+    freeze_volume_until: float = 0.5  # then on the data too, the warm-start volume still frozen
+    supervise_until: float = 0.65  # synthetic and warm-start poses supervise the encoder, fading out
+    march_until: float = 0.85  # the loss radius grows from train_box/8 to train_box/2
     # optimisation
     encoder_lr: float = 1e-3
     volume_lr: float = 1e-3  # relative to the volume's scale (voxel) / Adam step (FourierNet)
     supervision_weight: float = 1.0
+    synthetic_batch: int = 32  # images rendered from the volume at known poses per step (0: none)
     # warm start
     warm_subset: int = 1500
     warm_box: int = 16
     warm_iterations: int = 14
+    final_iterations: int = 4  # after training: reconstruct from all poses, refine them, repeat
     # bookkeeping
     seed: int = 0
     log_every: int = 25
@@ -39,6 +42,22 @@ class TrainConfig:
     invert: bool = False
     extra: dict = field(default_factory=dict)
 
+    @property
+    def pretrain_steps(self) -> int:
+        return int(self.pretrain_until * self.steps)
+
+    @property
+    def freeze_volume_steps(self) -> int:
+        return int(self.freeze_volume_until * self.steps)
+
+    @property
+    def supervise_steps(self) -> int:
+        return int(self.supervise_until * self.steps)
+
+    @property
+    def march_steps(self) -> int:
+        return int(self.march_until * self.steps)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -46,16 +65,16 @@ class TrainConfig:
 def default_config(box: int, device: str, **overrides) -> TrainConfig:
     """Sizes a CPU trains in minutes, and the paper's scale on a GPU.
 
-    CPU: train at box ≤ 64, encoder at ≤ 64, batch 64. GPU: box ≤ 128, batch 128, more steps.
+    CPU: train at box ≤ 64, encoder at ≤ 32 (poses to a few degrees; refinement does the rest),
+    batch 64. GPU: box ≤ 128, encoder ≤ 128, batch 128, more steps.
     """
     if device == "cpu":
         train_box = min(box, 64)
-        cfg = TrainConfig(train_box=train_box, encoder_box=min(train_box, 64), batch_size=64)
+        cfg = TrainConfig(train_box=train_box, encoder_box=min(train_box, 32), batch_size=64)
     else:
         train_box = min(box, 128)
         cfg = TrainConfig(train_box=train_box, encoder_box=min(train_box, 128), batch_size=128,
-                          encoder_widths=(32, 64, 128, 256), steps=8000, freeze_volume_steps=600,
-                          supervise_steps=2000, march_steps=4000, fouriernet_hidden=256)
+                          encoder_widths=(32, 64, 128, 256), steps=10000, fouriernet_hidden=256)
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)

@@ -15,6 +15,10 @@ from cryoai.losses import poses_from_winner, rotate_half_turn, squared_error
 from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import render_spectra
 from cryoai.train.batches import TrainingData
+from cryoai.train.refine import refine_poses
+
+
+REFINE_RADIUS = 1 / 4  # refinement compares frequencies up to this fraction of the box (Nyquist 1/2)
 
 
 def loss_frequencies(box: int, radius: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,16 +58,32 @@ def encode_both(encoder, volume, batch, idx, freqs, apix: float, symmetric: bool
 @torch.no_grad()
 def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric: bool = True,
                   batch_size: int = 256, device: str = "cpu", progress: bool = True,
-                  indices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Poses for every particle (or ``indices``): RELION matrices (N, 3, 3) and origins in Å."""
-    encoder.eval()
+                  indices: np.ndarray | None = None, refine: bool = True,
+                  start_poses: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Poses for every particle (or ``indices``): RELION matrices (N, 3, 3) and origins in Å.
+
+    The encoder predicts (or ``start_poses`` give, rotations and origins in Å); with ``refine``,
+    a local search against the decoder polishes each pose (``train/refine.py``).
+    """
+    if encoder is not None:
+        encoder.eval()
     idx, freqs = loss_frequencies(data.train_box, radius, device)
+    ridx, rfreqs = loss_frequencies(data.train_box, min(radius, REFINE_RADIUS * data.train_box), device)
     rows = np.arange(len(data.particles)) if indices is None else np.asarray(indices)
     rotations = np.empty((len(rows), 3, 3), dtype=np.float64)
     origins = np.empty((len(rows), 2), dtype=np.float64)
     for start in tqdm(range(0, len(rows), batch_size), desc="predict", unit="batch", disable=not progress):
-        batch = data.batch(rows[start : start + batch_size])
-        r, o, *_ = encode_both(encoder, volume, batch, idx, freqs, data.apix, symmetric, device)
-        rotations[start : start + len(r)] = r.cpu().numpy()
-        origins[start : start + len(r)] = o.cpu().numpy() * data.apix
+        sl = slice(start, start + batch_size)
+        batch = data.batch(rows[sl])
+        if start_poses is None:
+            r, o, *_ = encode_both(encoder, volume, batch, idx, freqs, data.apix, symmetric, device)
+        else:
+            r = torch.from_numpy(start_poses[0][sl]).to(device, torch.float32)
+            o = torch.from_numpy(start_poses[1][sl] / data.apix).to(device, torch.float32)
+        if refine:
+            target = batch.spectra.to(device).reshape(len(r), -1)[:, ridx]
+            c = ctf(rfreqs / data.apix, batch.ctf_params.to(device)) if batch.ctf_params is not None else None
+            r, o = refine_poses(volume, r, o, target, c, rfreqs)
+        rotations[sl] = r.cpu().numpy()
+        origins[sl] = o.cpu().numpy() * data.apix
     return rotations, origins

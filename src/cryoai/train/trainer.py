@@ -25,10 +25,13 @@ from cryoai.models.volume_map import volume_to_map
 from cryoai.models.voxel import VoxelVolume
 from cryoai.physics.backprojection import backproject, confine_to_box, wiener_reconstruct
 from cryoai.physics.ctf import ctf
+from cryoai.physics.image_model import render_spectra
+from cryoai.geometry.grids import freq_grid_2d, ifft2_centered
+from cryoai.geometry.rotations import random_rotations
 from cryoai.train.batches import TrainingData, crop_spectra
 from cryoai.train.checkpoint import load_checkpoint, save_checkpoint
 from cryoai.train.config import TrainConfig
-from cryoai.train.predict import encode_both, loss_frequencies, predict_poses
+from cryoai.train.predict import REFINE_RADIUS, encode_both, loss_frequencies, predict_poses
 from cryoai.train.run_dir import RunDir
 from cryoai.train.warmstart import warm_start
 
@@ -42,9 +45,10 @@ def build_models(cfg: TrainConfig, device: str) -> tuple[PoseEncoder, torch.nn.M
     return encoder.to(device), volume.to(device)
 
 
-def initial_spectrum(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
-                     oversample: int) -> torch.Tensor:
-    """A direct Fourier reconstruction (oversampled grid) of ``rows`` at the given poses."""
+def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
+                oversample: int) -> torch.Tensor:
+    """A direct Fourier reconstruction (oversampled grid) of ``rows`` at the given poses:
+    one streaming pass of back-projection, Wiener-regularised, confined to the box."""
     box = data.train_box
     idx, freqs = loss_frequencies(box, box // 2)
     into = None
@@ -120,7 +124,7 @@ class Trainer:
         self.subset_rot = result.rotations
         self.subset_origin = result.origins_px * (data.train_box / b)
         self._index_subset()
-        spectrum = initial_spectrum(data, self.subset, self.subset_rot, self.subset_origin, self.volume.oversample)
+        spectrum = reconstruct(data, self.subset, self.subset_rot, self.subset_origin, self.volume.oversample)
         self.volume.load_spectrum(spectrum.to(self.device))
         self.run.log(f"warm start: {len(self.subset)} images at box {b} in {time.time() - t0:.0f} s")
         self.run.metrics({"step": 0, "stage": "warm_start", "seconds": time.time() - t0})
@@ -146,8 +150,48 @@ class Trainer:
         k = bsz // 4
         return np.concatenate([gen.integers(0, n, bsz - k), self.subset[gen.integers(0, len(self.subset), k)]])
 
+    def synthetic_batch(self, step: int, n: int):
+        """Images rendered from the current volume at known random poses, with the data's CTFs,
+        shifts and noise level: unlimited labelled examples that teach the encoder the map's
+        views (its cost per step is fixed). Returns (encoder images, rotations, origins_px)."""
+        data, gen = self.data, np.random.default_rng([self.cfg.seed, step, 7])
+        box = data.train_box
+        rot = torch.from_numpy(random_rotations(n, gen)).to(torch.float32)
+        spread = float(self.subset_origin.std()) if len(self.subset_origin) > 1 else 0.0
+        origin = torch.from_numpy(gen.normal(0.0, spread, (n, 2))).to(torch.float32)
+        freqs = freq_grid_2d(box).reshape(-1, 2)
+        c = None
+        if self.particles.ctf is not None:
+            rows = gen.integers(0, len(self.particles), n)
+            c = ctf(freqs / data.apix, torch.from_numpy(self.particles.ctf[rows]).to(torch.float32))
+        with torch.no_grad():
+            spectra = render_spectra(self.volume, rot.to(self.device), freqs.to(self.device),
+                                     None if c is None else c.to(self.device), origin.to(self.device))
+        spectra = spectra.reshape(n, box, box)
+        signal = float(spectra.abs().pow(2).mean())
+        noise_sd = math.sqrt(max(1.0 - signal, 0.05))  # data spectra have unit mean power per coefficient
+        g = torch.Generator(device="cpu").manual_seed(int(gen.integers(2**62)))
+        noise = torch.complex(torch.randn(spectra.shape, generator=g), torch.randn(spectra.shape, generator=g))
+        spectra = spectra + (noise_sd / math.sqrt(2)) * noise.to(self.device)
+        images = ifft2_centered(crop_spectra(spectra, data.encoder_box)) * data.encoder_box
+        return images, rot.to(self.device), origin.to(self.device)
+
+    def pretrain_step(self, step: int) -> dict:
+        """Encoder only, on images rendered from the (frozen) warm-start volume at known poses."""
+        self.encoder.train()
+        images, rot_true, origin_true = self.synthetic_batch(step, self.cfg.batch_size)
+        rot, origin = self.encoder(images)
+        loss = ((rot - rot_true).pow(2).sum((1, 2)) + 0.1 * (origin - origin_true).pow(2).sum(1)).mean()
+        self.opt_encoder.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_encoder.step()
+        return {"step": step + 1, "stage": "pretrain", "synthetic": float(loss.detach()), "loss": float(loss.detach()),
+                "radius": self.radius(step), "rotated_won": 0.0}
+
     def train_step(self, step: int) -> dict:
         cfg = self.cfg
+        if step < cfg.pretrain_steps and len(self.subset):
+            return self.pretrain_step(step)
         symmetric = cfg.loss == "symmetric"
         w_sup = self.supervision_weight(step)
         batch = self.data.batch(self.sample_indices(step, w_sup > 0))
@@ -169,6 +213,12 @@ class Trainer:
                 sup = sup + (rot_both[n + sel] - half @ target_r).pow(2).sum((1, 2)) \
                     + 0.1 * (origin_both[n + sel] + target_o).pow(2).sum(1)
             sup_loss = sup.mean()
+            if cfg.synthetic_batch:
+                images, rot_true, origin_true = self.synthetic_batch(step, cfg.synthetic_batch)
+                rot_syn, origin_syn = self.encoder(images)
+                syn = (rot_syn - rot_true).pow(2).sum((1, 2)) + 0.1 * (origin_syn - origin_true).pow(2).sum(1)
+                sup_loss = sup_loss + syn.mean()
+                record["synthetic"] = float(syn.mean().detach())
             loss = loss + w_sup * sup_loss * float(e1.detach().mean())
             record["supervision"] = float(sup_loss.detach())
         train_volume = step >= cfg.freeze_volume_steps or not len(self.subset)
@@ -198,10 +248,23 @@ class Trainer:
         return evaluate_poses(rot, self.particles.rotations[rows], origin, true_origin, self.data.apix)
 
     def finish(self) -> dict:
-        run = self.run
+        """Poses for every particle (encoder + local refinement), then ``final_iterations`` rounds
+        of direct reconstruction from those poses and refinement against it; writes the map
+        and the STAR."""
+        run, cfg, data = self.run, self.cfg, self.data
+        radius = self.radius(self.step)
+        rot, origin = predict_poses(self.encoder, self.volume, data, radius, cfg.loss == "symmetric",
+                                    device=self.device, progress=self.progress)
+        rows = np.arange(len(self.particles))
+        radius = max(radius, REFINE_RADIUS * 2 * cfg.train_box / 2)  # the refinement compares up to this
+        for it in range(cfg.final_iterations):
+            spectrum = reconstruct(data, rows, torch.from_numpy(rot).float(), torch.from_numpy(origin / data.apix).float(),
+                                   self.volume.oversample)
+            self.volume.load_spectrum(spectrum.to(self.device))
+            rot, origin = predict_poses(self.encoder, self.volume, data, radius, device=self.device,
+                                        progress=self.progress, start_poses=(rot, origin))
+            run.log(f"final refinement {it + 1}/{cfg.final_iterations}: reconstructed from {len(rows)} poses, refined")
         self.write_volume(run.path / "volume.mrc")
-        rot, origin = predict_poses(self.encoder, self.volume, self.data, self.radius(self.step),
-                                    self.cfg.loss == "symmetric", device=self.device, progress=self.progress)
         write_particles_star(run.path / "particles.star", self.particles, rot, origin)
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
