@@ -42,6 +42,26 @@ class Microscope:
     astigmatism_sigma_A: float = 200.0  # half-difference dfU − dfV ~ |N(0, σ)|
 
 
+class RunningStats:
+    """Min, max, mean and RMS deviation of a stack seen chunk by chunk (MRC header fields)."""
+
+    def __init__(self):
+        self.count, self.total, self.total_sq = 0, 0.0, 0.0
+        self.low, self.high = math.inf, -math.inf
+
+    def add(self, chunk: np.ndarray) -> None:
+        c = chunk.astype(np.float64)
+        self.count += c.size
+        self.total += float(c.sum())
+        self.total_sq += float((c * c).sum())
+        self.low, self.high = min(self.low, float(c.min())), max(self.high, float(c.max()))
+
+    def write_to(self, header) -> None:
+        mean = self.total / self.count
+        header.dmin, header.dmax, header.dmean = self.low, self.high, mean
+        header.rms = math.sqrt(max(self.total_sq / self.count - mean**2, 0.0))
+
+
 def resample_map(volume: np.ndarray, apix_in: float, box: int, apix: float) -> np.ndarray:
     """Resample a map (z, y, x) to ``box`` voxels of ``apix`` Å about the centre voxel.
 
@@ -155,10 +175,15 @@ def simulate(
     volume_spectrum = fourier_map(torch.as_tensor(volume), pad=2)
 
     noise_sigma = 0.0
+    stats = RunningStats()
     stack_path = out / "particles.mrcs"
     with atomic_path(stack_path) as tmp_stack:
+        # the header (and a sparse file of full size) from mrcfile; the images by plain writes,
+        # chunk by chunk, so memory stays that of one chunk whatever n is
         with mrcfile.new_mmap(tmp_stack, shape=(n, box, box), mrc_mode=2, overwrite=True) as mrc:
             mrc.voxel_size = apix
+            data_offset = mrc.header.nbytes + mrc.extended_header.nbytes
+        with open(tmp_stack, "r+b") as f:
             for start in tqdm(range(0, n, chunk), desc="simulate", unit="chunk", disable=not progress):
                 sl = slice(start, min(start + chunk, n))
                 with torch.no_grad():
@@ -174,8 +199,11 @@ def simulate(
                     noise_sigma = math.sqrt(float(images.var(axis=(1, 2)).mean()) / snr)
                 if noise_sigma > 0:
                     images = images + noise_sigma * rng.standard_normal(images.shape).astype(np.float32)
-                mrc.data[sl] = images
-            mrc.update_header_stats()
+                f.seek(data_offset + start * box * box * 4)
+                f.write(np.ascontiguousarray(images, dtype="<f4").tobytes())
+                stats.add(images)
+        with mrcfile.mmap(tmp_stack, mode="r+") as mrc:  # maps, reads no data
+            stats.write_to(mrc.header)
 
     rot, tilt, psi = matrix_to_euler(rotations)
     particles = pd.DataFrame(
