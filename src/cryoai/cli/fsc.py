@@ -89,28 +89,10 @@ def write_fsc_files(prefix: str, curve: np.ndarray, box: int, apix: float, title
     txt, png = Path(f"{prefix}.txt"), Path(f"{prefix}.png")
     write_star(txt, {"fsc": table})
 
-    import matplotlib
+    from cryoai.report.plots import fsc_curve
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(freq, curve, color="C0", lw=1.5)
-    for t, style in ((0.5, "--"), (0.143, ":")):
-        ax.axhline(t, color="grey", ls=style, lw=1, label=f"FSC = {t}")
-    ticks = np.linspace(0, freq[-1], 6)[1:]
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{1 / f:.1f}" for f in ticks])
-    ax.set_xlim(0, freq[-1])
-    ax.set_ylim(min(-0.05, float(curve.min()) - 0.02), 1.05)
-    ax.set_xlabel("resolution (Å); axis linear in 1/Å")
-    ax.set_ylabel("Fourier shell correlation")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
     with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+        tmp.write_bytes(fsc_curve(curve, freq, title))
     return txt, png
 
 

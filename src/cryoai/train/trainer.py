@@ -111,9 +111,7 @@ class Trainer:
         spectra = torch.cat([crop_spectra(data.batch(self.subset[i : i + 512]).spectra, b)
                              for i in range(0, len(self.subset), 512)])
         apix_b = data.apix * data.train_box / b
-        f = (torch.arange(b) - b // 2) / b
-        fy, fx = torch.meshgrid(f, f, indexing="ij")
-        freqs = torch.stack([fx, fy], -1).reshape(-1, 2)
+        freqs = freq_grid_2d(b).reshape(-1, 2)
         if self.particles.ctf is not None:
             params = torch.from_numpy(self.particles.ctf[self.subset]).to(torch.float32)
             ctf_values = ctf(freqs / apix_b, params).reshape(-1, b, b)
