@@ -11,21 +11,35 @@ from cryoai.physics.slicing import slice_coordinates
 
 def _splat(grid: torch.Tensor, index_xyz: torch.Tensor, values: torch.Tensor) -> None:
     """Trilinear splatting (the adjoint of trilinear interpolation) of values at fractional
-    (x, y, z) indices into a flat view of ``grid`` (D, D, D), in place; outside points dropped."""
-    size = grid.shape[-1]
-    flat = grid.view(-1)
+    (x, y, z) indices into ``grid`` (D, D, D, C), in place; values (..., C) real, one column per
+    channel (all channels share the corner indices and weights); points outside are dropped.
+
+    The corners are accumulated into a grid padded by one voxel on each side, so no corner needs
+    a bounds test; the padding (where corners outside the grid land) is discarded.
+    """
+    size = grid.shape[0]
+    padded_size = size + 2
+    channels = values.shape[-1]
+    index_xyz = index_xyz.reshape(-1, 3) + 1  # padded indices
+    values = values.reshape(-1, channels)
     base = torch.floor(index_xyz)
     frac = index_xyz - base
     base = base.long()
-    for dx in (0, 1):
+    usable = ((base >= 0) & (base <= size)).all(-1)  # both corners of each axis lie in the padded grid
+    if not bool(usable.all()):
+        base, frac, values = base[usable], frac[usable], values[usable]
+    flat_base = (base[:, 2] * padded_size + base[:, 1]) * padded_size + base[:, 0]
+    padded = torch.zeros(padded_size**3, channels, dtype=grid.dtype)
+    for dz in (0, 1):
+        wz = frac[:, 2] if dz else 1 - frac[:, 2]
         for dy in (0, 1):
-            for dz in (0, 1):
-                corner = base + torch.tensor([dx, dy, dz], device=base.device)
-                w = ((frac[..., 0] if dx else 1 - frac[..., 0]) * (frac[..., 1] if dy else 1 - frac[..., 1])
-                     * (frac[..., 2] if dz else 1 - frac[..., 2]))
-                inside = ((corner >= 0) & (corner < size)).all(-1)
-                idx = (corner[..., 2] * size + corner[..., 1]) * size + corner[..., 0]
-                flat.index_add_(0, idx[inside], (w * values)[inside].to(flat.dtype))
+            wzy = wz * (frac[:, 1] if dy else 1 - frac[:, 1])
+            for dx in (0, 1):
+                w = wzy * (frac[:, 0] if dx else 1 - frac[:, 0])
+                offset = (dz * padded_size + dy) * padded_size + dx
+                padded.index_add_(0, flat_base + offset, (w[:, None] * values).to(grid.dtype))
+    padded = padded.view(padded_size, padded_size, padded_size, channels)
+    grid += padded[1:-1, 1:-1, 1:-1]
 
 
 def backproject(
@@ -60,20 +74,45 @@ def backproject(
     den = (w * c * c).expand(x.shape).contiguous()
     coords = slice_coordinates(rotations.to(torch.float32), freqs) * size
     index, mirror = coords + size // 2, -coords + size // 2
-    real, imag = torch.zeros((size,) * 3), torch.zeros((size,) * 3)
+    accumulated = torch.zeros((size,) * 3 + (3,))  # real, imaginary part of Σ w·CTF·X̂; Σ w·CTF²
     for idx, values in ((index, num), (mirror, num.conj())):
-        _splat(real, idx, values.real)
-        _splat(imag, idx, values.imag)
-        _splat(denominator, idx, den)
-    return numerator + torch.complex(real, imag), denominator
+        _splat(accumulated, idx, torch.stack([values.real, values.imag, den], -1))
+    numerator = numerator + torch.complex(accumulated[..., 0], accumulated[..., 1])
+    return numerator, denominator + accumulated[..., 2]
 
 
-def wiener_reconstruct(numerator: torch.Tensor, denominator: torch.Tensor, regularisation: float = 0.01) -> torch.Tensor:
-    """Spectrum Σ w·CTF·X̂ / (Σ w·CTF² + λ), λ = ``regularisation`` × the mean of the occupied
-    denominator: a direct Fourier inversion with a flat Wiener term against empty voxels."""
-    occupied = denominator[denominator > 0]
-    lam = regularisation * (occupied.mean() if len(occupied) else 1.0)
-    return numerator / (denominator + lam)
+def shell_index(size: int) -> torch.Tensor:
+    """(D, D, D) integer radius (rounded, in voxels) of each voxel of a centred grid of size D."""
+    r = torch.arange(size, dtype=torch.float32) - size // 2
+    rz, ry, rx = torch.meshgrid(r, r, r, indexing="ij")
+    return torch.sqrt(rx**2 + ry**2 + rz**2).round().long()
+
+
+def wiener_reconstruct(
+    numerator: torch.Tensor, denominator: torch.Tensor, regularisation: float = 0.01, per_shell: bool = False
+) -> torch.Tensor:
+    """Spectrum Σ w·CTF·X̂ / (Σ w·CTF² + λ): a direct Fourier inversion with a Wiener term.
+
+    λ = ``regularisation`` × the mean of the occupied denominator, over the whole grid (flat), or
+    with ``per_shell`` over each shell of constant radius (λ then scales with the local Σ w·CTF²).
+    A flat λ swamps the shells where the data carry little weight: with a CTF, the lowest
+    frequencies (CTF ≈ amplitude contrast ≈ 0.1, so CTF² ≈ 0.01) are shrunk by about half, which
+    takes the low-resolution shape out of the map; relative to the shell, every shell keeps the
+    same gain Σ/(Σ + λ) ≈ 1/(1 + regularisation) where it is covered.
+    """
+    if not per_shell:
+        occupied = denominator[denominator > 0]
+        lam = regularisation * (occupied.mean() if len(occupied) else 1.0)
+        return numerator / (denominator + lam)
+    shells = shell_index(denominator.shape[-1]).flatten()
+    n = int(shells.max()) + 1
+    total = torch.zeros(n).index_add_(0, shells, denominator.flatten().to(torch.float32))
+    count = torch.zeros(n).index_add_(0, shells, (denominator > 0).flatten().to(torch.float32))
+    lam = regularisation * total / count.clamp_min(1)
+    covered = count > 0
+    lam = torch.where(covered, lam, lam[covered].min() if bool(covered.any()) else torch.tensor(1.0))
+    lam = lam.clamp_min(1e-12)  # an occupied shell whose weights are all zero
+    return numerator / (denominator + lam[shells].view_as(denominator))
 
 
 def confine_to_box(spectrum: torch.Tensor, box: int, radius_fraction: float = 0.5) -> torch.Tensor:
