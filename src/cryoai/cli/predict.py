@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     from cryoai.train.checkpoint import load_checkpoint
     from cryoai.train.config import TrainConfig
     from cryoai.train.predict import predict_poses
-    from cryoai.train.trainer import build_models
+    from cryoai.train.trainer import build_models, loss_radius
 
     t0 = time.perf_counter()
     device = pick_device(args.device)
@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     encoder, volume = build_models(cfg, device)
     encoder.load_state_dict(state["encoder"])
     volume.load_state_dict(state["volume"])
-    march = cfg.train_box / 8 + (cfg.train_box / 2 - cfg.train_box / 8) * min(1.0, state["step"] / max(cfg.march_steps, 1))
+    march = loss_radius(cfg, state.get("position", state["step"] / max(cfg.steps, 1)))
     with torch.no_grad():
         rot, origin = predict_poses(encoder, volume, data, march, cfg.loss == "symmetric", args.batch_size,
                                     device, progress=not args.quiet)

@@ -17,7 +17,8 @@ class TrainConfig:
     batch_size: int = 64
     encoder_widths: tuple[int, ...] = (16, 32, 64, 64)
     fouriernet_hidden: int = 128
-    # schedule: total optimisation steps, and where each stage ends as a fraction of them
+    # schedule: total optimisation steps, and where each stage ends as a fraction of the schedule
+    # (of the steps, or of the time budget under max_minutes when that runs out first)
     steps: int = 3500
     pretrain_until: float = 0.4  # encoder alone, on renders of the warm-start volume at known poses
     freeze_volume_until: float = 0.5  # then on the data too, the warm-start volume still frozen
@@ -41,22 +42,6 @@ class TrainConfig:
     max_minutes: float | None = None
     invert: bool = False
     extra: dict = field(default_factory=dict)
-
-    @property
-    def pretrain_steps(self) -> int:
-        return int(self.pretrain_until * self.steps)
-
-    @property
-    def freeze_volume_steps(self) -> int:
-        return int(self.freeze_volume_until * self.steps)
-
-    @property
-    def supervise_steps(self) -> int:
-        return int(self.supervise_until * self.steps)
-
-    @property
-    def march_steps(self) -> int:
-        return int(self.march_until * self.steps)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -36,6 +36,13 @@ from cryoai.train.run_dir import RunDir
 from cryoai.train.warmstart import warm_start
 
 
+def loss_radius(cfg: TrainConfig, position: float) -> float:
+    """Radius (Fourier pixels of the training box) the loss compares at a schedule position in
+    [0, 1]: it marches from train_box/8 to train_box/2 until ``march_until``."""
+    r0, r1 = cfg.train_box / 8, cfg.train_box / 2
+    return r0 + (r1 - r0) * min(1.0, position / max(cfg.march_until, 1e-9))
+
+
 def build_models(cfg: TrainConfig, device: str) -> tuple[PoseEncoder, torch.nn.Module]:
     encoder = PoseEncoder(cfg.encoder_box, widths=tuple(cfg.encoder_widths), max_shift_px=cfg.train_box / 8)
     if cfg.volume == "fouriernet":
@@ -71,6 +78,8 @@ class Trainer:
         self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
         self.opt_volume = torch.optim.Adam(self.volume.parameters(), lr=cfg.volume_lr)
         self.step = 0
+        self.position = 0.0  # where the schedule stands, 0 … 1 (see fit)
+        self.train_seconds = 0.0  # wall time spent in the training loop so far
         self.elapsed_before = 0.0
         self.subset = np.zeros(0, dtype=np.int64)
         self.subset_rot = torch.zeros(0, 3, 3)
@@ -86,7 +95,8 @@ class Trainer:
 
     # ---- state -------------------------------------------------------------------------
     def _state(self) -> dict:
-        return {"step": self.step, "elapsed": self.elapsed_before + time.time() - self.t_start,
+        return {"step": self.step, "position": self.position, "train_seconds": self.train_seconds,
+                "elapsed": self.elapsed_before + time.time() - self.t_start,
                 "encoder": self.encoder.state_dict(), "volume": self.volume.state_dict(),
                 "opt_encoder": self.opt_encoder.state_dict(), "opt_volume": self.opt_volume.state_dict(),
                 "subset": self.subset, "subset_rot": self.subset_rot, "subset_origin": self.subset_origin,
@@ -99,6 +109,7 @@ class Trainer:
         self.opt_encoder.load_state_dict(state["opt_encoder"])
         self.opt_volume.load_state_dict(state["opt_volume"])
         self.step, self.elapsed_before = state["step"], state["elapsed"]
+        self.position, self.train_seconds = state.get("position", 0.0), state.get("train_seconds", 0.0)
         self.subset, self.subset_rot, self.subset_origin = state["subset"], state["subset_rot"], state["subset_origin"]
         self.run.log(f"resumed from step {self.step}")
 
@@ -124,20 +135,26 @@ class Trainer:
         self._index_subset()
         spectrum = reconstruct(data, self.subset, self.subset_rot, self.subset_origin, self.volume.oversample)
         self.volume.load_spectrum(spectrum.to(self.device))
-        self.run.log(f"warm start: {len(self.subset)} images at box {b} in {time.time() - t0:.0f} s")
-        self.run.metrics({"step": 0, "stage": "warm_start", "seconds": time.time() - t0})
+        record = {"step": 0, "stage": "warm_start", "seconds": time.time() - t0}
+        if self.particles.rotations is not None:  # simulated or published poses: how close it came
+            from cryoai.eval.poses import evaluate_poses
 
-    def radius(self, step: int) -> float:
-        r0, r1 = self.cfg.train_box / 8, self.cfg.train_box / 2
-        return r0 + (r1 - r0) * min(1.0, step / max(self.cfg.march_steps, 1))
+            errors = evaluate_poses(self.subset_rot.double().numpy(), self.particles.rotations[self.subset])
+            record.update(rot_median_deg=errors["rot_median_deg"], frac_within_10deg=errors["frac_within_10deg"])
+        self.run.log(f"warm start: {len(self.subset)} images at box {b} in {time.time() - t0:.0f} s"
+                     + (f", median error vs the input poses {record['rot_median_deg']:.1f}°" if "rot_median_deg" in record else ""))
+        self.run.metrics(record)
 
-    def supervision_weight(self, step: int) -> float:
-        cfg = self.cfg
-        if not len(self.subset) or step >= cfg.supervise_steps:
+    def radius(self) -> float:
+        return loss_radius(self.cfg, self.position)
+
+    def supervision_weight(self) -> float:
+        cfg, p = self.cfg, self.position
+        if not len(self.subset) or p >= cfg.supervise_until:
             return 0.0
-        if step < cfg.freeze_volume_steps:
+        if p < cfg.freeze_volume_until:
             return cfg.supervision_weight
-        fade = (step - cfg.freeze_volume_steps) / max(cfg.supervise_steps - cfg.freeze_volume_steps, 1)
+        fade = (p - cfg.freeze_volume_until) / max(cfg.supervise_until - cfg.freeze_volume_until, 1e-9)
         return cfg.supervision_weight * (1 - fade)
 
     def sample_indices(self, step: int, with_subset: bool) -> np.ndarray:
@@ -184,21 +201,21 @@ class Trainer:
         loss.backward()
         self.opt_encoder.step()
         return {"step": step + 1, "stage": "pretrain", "synthetic": float(loss.detach()), "loss": float(loss.detach()),
-                "radius": self.radius(step), "rotated_won": 0.0}
+                "radius": self.radius(), "rotated_won": 0.0}
 
     def train_step(self, step: int) -> dict:
         cfg = self.cfg
-        if step < cfg.pretrain_steps and len(self.subset):
+        if self.position < cfg.pretrain_until and len(self.subset):
             return self.pretrain_step(step)
         symmetric = cfg.loss == "symmetric"
-        w_sup = self.supervision_weight(step)
+        w_sup = self.supervision_weight()
         batch = self.data.batch(self.sample_indices(step, w_sup > 0))
-        idx, freqs = loss_frequencies(cfg.train_box, self.radius(step), self.device)
+        idx, freqs = loss_frequencies(cfg.train_box, self.radius(), self.device)
         self.encoder.train()
         r, o, e1, e2, rot_both, origin_both, won = encode_both(
             self.encoder, self.volume, batch, idx, freqs, self.data.apix, symmetric, self.device)
         loss = symmetric_loss(e1, e2)[0] if symmetric else e1.mean()
-        record = {"step": step + 1, "loss": float(loss.detach()), "radius": self.radius(step), "rotated_won": float(won.float().mean())}
+        record = {"step": step + 1, "loss": float(loss.detach()), "radius": self.radius(), "rotated_won": float(won.float().mean())}
         if w_sup > 0:
             pos = self.subset_pos[batch.indices]
             sel = torch.nonzero(pos >= 0).squeeze(1)
@@ -219,7 +236,7 @@ class Trainer:
                 record["synthetic"] = float(syn.mean().detach())
             loss = loss + w_sup * sup_loss * float(e1.detach().mean())
             record["supervision"] = float(sup_loss.detach())
-        train_volume = step >= cfg.freeze_volume_steps or not len(self.subset)
+        train_volume = self.position >= cfg.freeze_volume_until or not len(self.subset)
         self.opt_encoder.zero_grad(set_to_none=True)
         self.opt_volume.zero_grad(set_to_none=True)
         loss.backward()
@@ -240,7 +257,7 @@ class Trainer:
         from cryoai.eval.poses import evaluate_poses
 
         rows = np.random.default_rng(0).choice(len(self.particles), min(n, len(self.particles)), replace=False)
-        rot, origin = predict_poses(self.encoder, self.volume, self.data, self.radius(self.step),
+        rot, origin = predict_poses(self.encoder, self.volume, self.data, self.radius(),
                                     self.cfg.loss == "symmetric", device=self.device, progress=False, indices=rows)
         true_origin = self.particles.origins_A[rows] if self.particles.origins_A is not None else None
         return evaluate_poses(rot, self.particles.rotations[rows], origin, true_origin, self.data.apix)
@@ -250,7 +267,7 @@ class Trainer:
         of direct reconstruction from those poses and refinement against it; writes the map
         and the STAR."""
         run, cfg, data = self.run, self.cfg, self.data
-        radius = self.radius(self.step)
+        radius = self.radius()
         rot, origin = predict_poses(self.encoder, self.volume, data, radius, cfg.loss == "symmetric",
                                     device=self.device, progress=self.progress)
         rows = np.arange(len(self.particles))
@@ -264,19 +281,42 @@ class Trainer:
             run.log(f"final refinement {it + 1}/{cfg.final_iterations}: reconstructed from {len(rows)} poses, refined")
         self.write_volume(run.path / "volume.mrc")
         write_particles_star(run.path / "particles.star", self.particles, rot, origin)
+        save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
         return {"rotations": rot, "origins_A": origin}
 
+    def finish_seconds(self) -> float:
+        """Estimated wall time of ``finish``: predicting and refining 256 images, timed, scaled to
+        the data set and the refinement rounds, plus a third for the reconstructions."""
+        rows = np.arange(min(256, len(self.particles)))
+        t0 = time.time()
+        predict_poses(self.encoder, self.volume, self.data, self.radius(), device=self.device, progress=False, indices=rows)
+        per_image = (time.time() - t0) / len(rows)
+        return 1.3 * per_image * len(self.particles) * (self.cfg.final_iterations + 1)
+
     def fit(self) -> dict:
+        """Warm start, the training loop, then ``finish``.
+
+        The stages are placed by the schedule position: the fraction of ``steps`` done or, under
+        ``max_minutes``, the fraction of the training-time budget spent if that is larger (the
+        budget is what the limit leaves after the warm start and the estimated ``finish``), so a
+        time limit compresses the whole schedule instead of cutting it short.
+        """
         cfg, run = self.cfg, self.run
         self.t_start = time.time()
         if self.step == 0 and cfg.warm_start:
             self.warm_start()
-        deadline = self.t_start + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+        budget = math.inf
+        if cfg.max_minutes:
+            left = 60 * cfg.max_minutes - self.elapsed_before - (time.time() - self.t_start)
+            budget = self.train_seconds + max(left - self.finish_seconds(), 0.0)
+            run.log(f"training-time budget {budget / 60:.1f} min of the {cfg.max_minutes:g}-minute limit")
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress)
         t_window, n_window = time.time(), 0
-        while self.step < cfg.steps and time.time() < deadline:
+        while self.step < cfg.steps and self.train_seconds < budget:
+            self.position = max(self.step / cfg.steps, self.train_seconds / budget)
+            t_step = time.time()
             record = self.train_step(self.step)
             self.step += 1
             n_window += cfg.batch_size
@@ -296,6 +336,7 @@ class Trainer:
                 save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
             if self.step % cfg.volume_every == 0:
                 self.write_volume(run.path / "volumes" / f"step_{self.step:06d}.mrc")
+            self.train_seconds += time.time() - t_step  # the step and its bookkeeping
         bar.close()
         save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
         return self.finish()

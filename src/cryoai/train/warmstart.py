@@ -142,7 +142,8 @@ def warm_start(
     callback=None,
     *,
     radius_sgd_end: float | None = None,
-    sgd_steps: int = 200,
+    sgd_steps: int | None = None,
+    sgd_epochs: float = 14.0,
     batch_size: int = 100,
     sgd_rate: float = 0.1,
     noise_floor: float = 0.5,
@@ -158,7 +159,8 @@ def warm_start(
     spectra (M, b, b) centred complex spectra; ctf_values (M, b, b) CTF at the same grid (ones
     when the data has none).
 
-    Stochastic EM: ``sgd_steps`` batches of ``batch_size`` images, the radius marching from
+    Stochastic EM: ``sgd_steps`` (default: ``sgd_epochs`` passes over the subset) batches of
+    ``batch_size`` images, the radius marching from
     ``radius_start`` to ``radius_sgd_end`` (default 3b/8) Fourier pixels; rotation grids of
     ``n_directions``/4 × ``n_psi``/2, then /2 × 2/3, then the full grid as the radius passes
     0.28 b and 3b/8; running averages moved by ``sgd_rate`` per step. ``noise_floor``: the E-step
@@ -284,6 +286,7 @@ def warm_start(
 
     # stochastic EM
     batch = min(batch_size, m)
+    sgd_steps = max(1, round(sgd_epochs * m / batch)) if sgd_steps is None else sgd_steps
     epoch = max(1, round(m / batch))
     power = float((X.abs() ** 2).mean())  # mean power per coefficient of the images
     clean_var = 0.0  # estimated residual variance of the clean images at the last step
