@@ -21,6 +21,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_particle_args(parser)
     parser.add_argument("-o", "--out", required=True, help="output STAR file")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--no-refine", action="store_true",
+                        help="encoder poses only, without the local refinement against the map (faster, coarser)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -49,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     march = cfg.train_box / 8 + (cfg.train_box / 2 - cfg.train_box / 8) * min(1.0, state["step"] / max(cfg.march_steps, 1))
     with torch.no_grad():
         rot, origin = predict_poses(encoder, volume, data, march, cfg.loss == "symmetric", args.batch_size,
-                                    device, progress=not args.quiet)
+                                    device, progress=not args.quiet, refine=not args.no_refine)
     write_particles_star(args.out, particles, rot, origin)
     dt = time.perf_counter() - t0
     print(f"predicted {len(particles)} poses in {dt:.1f} s ({len(particles) / dt:.0f} images/s, start-up included) → {args.out}")
