@@ -41,6 +41,10 @@ def main(args: argparse.Namespace) -> int:
     state = load_checkpoint(f"{args.run}/checkpoints/last.pt")
     cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
     particles = load_input(args)
+    if args.cache:
+        from cryoai.data.cache import attach_cache
+
+        particles = attach_cache(particles, args.cache, cfg.train_box)
     data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert)
     if data.train_box != cfg.train_box or abs(data.apix - state["apix"]) > 0.01 * state["apix"]:
         raise InputError(f"{args.particles}: {data.train_box} px at {data.apix:.3f} Å/px after cropping, but the model in "

@@ -26,6 +26,8 @@ def add_particle_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctf-voltage-kV", type=float, default=300.0, help="bare .mrcs: voltage (kV)")
     parser.add_argument("--ctf-cs-mm", type=float, default=2.7, help="bare .mrcs: spherical aberration (mm)")
     parser.add_argument("--ctf-amp-contrast", type=float, default=0.1, help="bare .mrcs: amplitude contrast")
+    parser.add_argument("--cache", metavar="CACHE_DIR",
+                        help="read images from a `cryoai preprocess` cache of PARTICLES (same box) instead of the stacks")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
 
 
@@ -87,11 +89,16 @@ def main(args: argparse.Namespace) -> int:
         cfg.steps = max(1, int(args.epochs * len(particles) / cfg.batch_size))
     if args.steps is not None:
         cfg.steps = args.steps
+    if args.cache:
+        from cryoai.data.cache import attach_cache
+
+        particles = attach_cache(particles, args.cache, cfg.train_box)
     run = RunDir(args.out, quiet=args.quiet)
     run.write_config(cfg.to_dict(), {"particles": str(args.particles), "n_particles": len(particles),
                                      "box": particles.box, "apix": particles.apix, "device": device})
     run.log(f"{len(particles)} particles, box {particles.box}, {particles.apix:.3f} Å/px, "
-            f"CTF {'yes' if particles.ctf is not None else 'no'}; training at box {cfg.train_box} on {device}")
+            f"CTF {'yes' if particles.ctf is not None else 'no'}; training at box {cfg.train_box} on {device}"
+            + (f"; images from the cache {args.cache}" if args.cache else ""))
     if args.halves:
         from cryoai.train.halves import train_halves
 
