@@ -1,0 +1,211 @@
+"""Scale: peak memory and wall time of loading, predicting and training on a 1,000,000-particle STAR.
+
+The STAR is RELION 3.1 and points cyclically at the rows of a small simulated stack (10,000
+images at L=64, 2.5 Å/px, SNR 0.1), so the images are real but the disk cost is small. Each
+stage runs in a fresh subprocess; its peak RSS is that process's ``ru_maxrss`` (``os.wait4``),
+its wall time includes start-up (imports, reading the STAR).
+
+Stages:
+  load            ``load_particles`` of the whole STAR
+  predict         ``cryoai predict`` (encoder + local refinement, the default) of ``--predict-n`` rows
+  predict-norefine  the same with ``--no-refine`` (encoder only)
+  train           ``cryoai train`` machinery on the whole STAR for ``--train-steps`` steps
+                  (warm start + steps + checkpoint), ``Trainer.finish`` replaced by a no-op
+  finish          ``Trainer.finish`` (predict every particle, ``final_iterations`` rounds of
+                  reconstruct + refine, write the STAR) on the first ``--finish-n`` rows
+  preprocess      ``cryoai preprocess`` of the whole STAR into a float16 cache (box 64)
+  train-cache     as ``train`` but reading images from that cache
+Throughput is extrapolated linearly where a stage ran on fewer rows than ``--n`` (said so).
+All processes run with one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)).
+
+Usage: OMP_NUM_THREADS=1 nice -n 10 python benchmarks/million.py --work /tmp/million
+           [--n 1000000] [--predict-n 200000] [--train-steps 50] [--finish-n 20000] [--stages load,predict,...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+STAGES = ("load", "predict", "predict-norefine", "train", "finish", "preprocess", "train-cache")
+
+
+def run_measured(cmd: list[str], log: Path) -> tuple[float, float, int]:
+    """Run ``cmd`` in a fresh process → (wall s, peak RSS MiB of that process tree, exit code)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    t0 = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, proc.returncode
+
+
+def cryoai(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cryoai.cli.main", *args]
+
+
+def python(code: str, *args: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code), *args]
+
+
+def star_rows(star: Path) -> tuple[list[str], list[str]]:
+    """(header lines up to and including the particle loop's column names, particle row lines)."""
+    lines = star.read_text().splitlines()
+    start = lines.index("data_particles")
+    i = start + 1
+    while not lines[i].startswith("_rln"):
+        i += 1
+    while i < len(lines) and lines[i].startswith("_rln"):
+        i += 1
+    header, rows = lines[:i], [line for line in lines[i:] if line.strip()]
+    return header, rows
+
+
+def build_star(source: Path, n: int, out: Path) -> None:
+    """RELION 3.1 STAR of ``n`` particles cycling over ``source``'s rows (same stack, same folder)."""
+    if out.is_file() and sum(1 for _ in open(out)) >= n:
+        return
+    header, rows = star_rows(source)
+    block = "\n".join(rows) + "\n"
+    tmp = out.with_suffix(".tmp.star")
+    with open(tmp, "w") as f:
+        f.write("\n".join(header) + "\n")
+        full, rest = divmod(n, len(rows))
+        for _ in range(full):
+            f.write(block)
+        if rest:
+            f.write("\n".join(rows[:rest]) + "\n")
+    os.replace(tmp, out)
+
+
+TRAIN_DRIVER = """
+import sys, time, resource, torch
+torch.set_num_threads(1)
+from cryoai.data.particles import load_particles
+from cryoai.train.config import default_config
+from cryoai.train.run_dir import RunDir
+from cryoai.train.trainer import Trainer
+star, out, steps, finish_n, cache = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0 = time.perf_counter()
+particles = load_particles(star)
+cfg = default_config(particles.box, "cpu")
+cfg.steps = steps
+if cache != "-":
+    cfg.extra["cache"] = cache
+run = RunDir(out, quiet=True)
+if cache != "-":
+    from cryoai.train.batches import use_cache
+    use_cache(cache)
+trainer = Trainer(particles, cfg, run, progress=False)
+t1 = time.perf_counter(); print(f"TIMING setup {t1 - t0:.2f} rss {rss():.0f}", flush=True)
+if finish_n == 0:
+    trainer.finish = lambda: {}
+    trainer.fit()
+    t2 = time.perf_counter(); print(f"TIMING fit {t2 - t1:.2f} rss {rss():.0f}", flush=True)
+else:
+    from cryoai.train.checkpoint import load_checkpoint
+    trainer._restore(load_checkpoint(sys.argv[6] + "/checkpoints/last.pt"))
+    trainer.particles = particles.subset(range(finish_n))
+    trainer.data.particles = trainer.particles
+    t1 = time.perf_counter()
+    trainer.finish()
+    t2 = time.perf_counter(); print(f"TIMING finish {t2 - t1:.2f} rss {rss():.0f}", flush=True)
+"""
+
+LOAD_DRIVER = """
+import sys, time
+from cryoai.data.particles import load_particles
+t0 = time.perf_counter()
+p = load_particles(sys.argv[1])
+print(f"TIMING load {time.perf_counter() - t0:.2f} n {len(p)}", flush=True)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="/tmp/million", help="working folder (kept: reruns reuse the data and run)")
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--predict-n", type=int, default=200_000, help="rows predicted (extrapolated to --n)")
+    ap.add_argument("--train-steps", type=int, default=50)
+    ap.add_argument("--finish-n", type=int, default=20_000, help="rows for the finish stage (extrapolated)")
+    ap.add_argument("--stages", default=",".join(STAGES))
+    args = ap.parse_args()
+    stages = args.stages.split(",")
+    assert set(stages) <= set(STAGES), f"stages are {STAGES}"
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    sim, run = work / "sim10k", work / "run50"
+    if not (sim / "particles.star").is_file():
+        print("simulating 10,000 particles ...", flush=True)
+        subprocess.run(cryoai("simulate", "--n", "10000", "--box", "64", "--apix", "2.5", "--snr", "0.1",
+                              "--shift-std-A", "3", "-o", str(sim)), check=True,
+                       env=dict(os.environ, PYTHONPATH=str(SRC)), stdout=subprocess.DEVNULL)
+    if not (run / "checkpoints" / "last.pt").is_file():
+        print("training a tiny run (50 steps) on the 10k set ...", flush=True)
+        subprocess.run(cryoai("train", str(sim / "particles.star"), "-o", str(run), "--steps", "50", "--device", "cpu",
+                              "--quiet"), check=True, env=dict(os.environ, PYTHONPATH=str(SRC)))
+    big = sim / f"particles_{args.n}.star"
+    build_star(sim / "particles.star", args.n, big)
+    n_pred = min(args.predict_n, args.n)
+    pred_star = big if n_pred == args.n else sim / f"particles_{n_pred}.star"
+    build_star(sim / "particles.star", n_pred, pred_star)
+    cache = work / "cache64"
+
+    results = []
+    for stage in stages:
+        log = work / f"{stage}.log"
+        n_done = args.n
+        if stage == "load":
+            cmd = python(LOAD_DRIVER, str(big))
+        elif stage in ("predict", "predict-norefine"):
+            n_done = n_pred
+            extra = ["--no-refine"] if stage == "predict-norefine" else []
+            cmd = cryoai("predict", str(run), str(pred_star), "-o", str(work / f"{stage}.star"), "--quiet",
+                         "--device", "cpu", *extra)
+        elif stage in ("train", "train-cache"):
+            cmd = python(TRAIN_DRIVER, str(big), str(work / f"run_{stage}"), str(args.train_steps), "0",
+                         str(cache) if stage == "train-cache" else "-")
+        elif stage == "finish":
+            n_done = min(args.finish_n, args.n)
+            cmd = python(TRAIN_DRIVER, str(big), str(work / "run_finish"), "0", str(n_done), "-", str(run))
+        else:  # preprocess
+            cmd = cryoai("preprocess", str(big), "-o", str(cache), "--quiet")
+        print(f"[{stage}] {' '.join(cmd[:3]) if cmd[1] == '-c' else ' '.join(cmd)} ...", flush=True)
+        wall, peak, rc = run_measured(cmd, log)
+        timings = [line for line in log.read_text().splitlines() if line.startswith("TIMING")]
+        if rc != 0:
+            print(f"  FAILED (exit {rc}); see {log}", flush=True)
+            results.append((stage, n_done, wall, None, peak, "failed"))
+            continue
+        inner = " ".join(timings)
+        if stage in ("train", "train-cache"):
+            rate = args.train_steps * 64 / float(timings[-1].split()[2])  # batch 64 on CPU
+            note = f"{args.train_steps} steps of 64 (+ warm start); {inner}"
+        else:
+            rate = n_done / wall
+            note = inner
+            if n_done < args.n:
+                note += f"; ran {n_done} rows, {args.n} extrapolated: {args.n / rate:.0f} s"
+        results.append((stage, n_done, wall, rate, peak, note))
+        print(f"  {wall:.1f} s, {rate:.0f} images/s, peak RSS {peak:.0f} MiB  {note}", flush=True)
+
+    print("\nOne CPU thread (OMP_NUM_THREADS=1), L=64 (train box 64, encoder box 32), "
+          f"{os.uname().machine}; wall time includes process start-up.\n")
+    print("| stage | N | wall s | images/s | peak RSS MiB | notes |")
+    print("|---|---|---|---|---|---|")
+    for stage, n, wall, rate, peak, note in results:
+        print(f"| {stage} | {n:,} | {wall:.1f} | {'-' if rate is None else f'{rate:.0f}'} | {peak:.0f} | {note} |")
+
+
+if __name__ == "__main__":
+    main()
