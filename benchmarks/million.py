@@ -7,8 +7,11 @@ its wall time includes start-up (imports, reading the STAR).
 
 Stages:
   load            ``load_particles`` of the whole STAR
-  predict         ``cryoai predict`` (encoder + local refinement, the default) of ``--predict-n`` rows
-  predict-norefine  the same with ``--no-refine`` (encoder only)
+  predict         ``cryoai predict`` (encoder + local refinement, the default) of ``--refine-n`` rows
+  predict-norefine  the same with ``--no-refine`` (encoder only) of ``--predict-n`` rows
+  predict-io      ``cryoai predict`` of all ``--n`` rows with the pose computation replaced by
+                  random poses: the memory and time of everything that grows with N (reading
+                  the STAR, normalisation statistics, pose arrays, writing the output STAR)
   train           ``cryoai train`` machinery on the whole STAR for ``--train-steps`` steps
                   (warm start + steps + checkpoint), ``Trainer.finish`` replaced by a no-op
   finish          ``Trainer.finish`` (predict every particle, ``final_iterations`` rounds of
@@ -33,7 +36,7 @@ import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STAGES = ("load", "predict", "predict-norefine", "train", "finish", "preprocess", "train-cache")
+STAGES = ("load", "predict-io", "predict-norefine", "predict", "train", "finish", "preprocess", "train-cache")
 
 
 def run_measured(cmd: list[str], log: Path) -> tuple[float, float, int]:
@@ -101,11 +104,9 @@ particles = load_particles(star)
 cfg = default_config(particles.box, "cpu")
 cfg.steps = steps
 if cache != "-":
-    cfg.extra["cache"] = cache
+    from cryoai.data.cache import attach_cache
+    particles = attach_cache(particles, cache, cfg.train_box)
 run = RunDir(out, quiet=True)
-if cache != "-":
-    from cryoai.train.batches import use_cache
-    use_cache(cache)
 trainer = Trainer(particles, cfg, run, progress=False)
 t1 = time.perf_counter(); print(f"TIMING setup {t1 - t0:.2f} rss {rss():.0f}", flush=True)
 if finish_n == 0:
@@ -122,6 +123,21 @@ else:
     t2 = time.perf_counter(); print(f"TIMING finish {t2 - t1:.2f} rss {rss():.0f}", flush=True)
 """
 
+PREDICT_IO_DRIVER = """
+import sys, numpy as np
+import cryoai.train.predict as predict
+from cryoai.cli.main import main
+from cryoai.geometry.rotations import random_rotations
+
+def fake(encoder, volume, data, *args, **kwargs):
+    n = len(data.particles)
+    data.batch(np.arange(min(n, 256)))  # one real batch: image reading is exercised
+    return random_rotations(n, np.random.default_rng(0)), np.zeros((n, 2))
+
+predict.predict_poses = fake
+sys.exit(main(["predict", *sys.argv[1:]]))
+"""
+
 LOAD_DRIVER = """
 import sys, time
 from cryoai.data.particles import load_particles
@@ -135,9 +151,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/million", help="working folder (kept: reruns reuse the data and run)")
     ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--predict-n", type=int, default=200_000, help="rows predicted (extrapolated to --n)")
+    ap.add_argument("--predict-n", type=int, default=200_000,
+                    help="rows predicted without refinement (extrapolated to --n)")
+    ap.add_argument("--refine-n", type=int, default=20_000,
+                    help="rows predicted with refinement (the slow default of cryoai predict; extrapolated)")
     ap.add_argument("--train-steps", type=int, default=50)
-    ap.add_argument("--finish-n", type=int, default=20_000, help="rows for the finish stage (extrapolated)")
+    ap.add_argument("--finish-n", type=int, default=5_000, help="rows for the finish stage (extrapolated)")
     ap.add_argument("--stages", default=",".join(STAGES))
     args = ap.parse_args()
     stages = args.stages.split(",")
@@ -156,9 +175,10 @@ def main() -> None:
                               "--quiet"), check=True, env=dict(os.environ, PYTHONPATH=str(SRC)))
     big = sim / f"particles_{args.n}.star"
     build_star(sim / "particles.star", args.n, big)
-    n_pred = min(args.predict_n, args.n)
-    pred_star = big if n_pred == args.n else sim / f"particles_{n_pred}.star"
-    build_star(sim / "particles.star", n_pred, pred_star)
+    pred_stars = {}
+    for n_rows in {min(args.predict_n, args.n), min(args.refine_n, args.n)}:
+        pred_stars[n_rows] = big if n_rows == args.n else sim / f"particles_{n_rows}.star"
+        build_star(sim / "particles.star", n_rows, pred_stars[n_rows])
     cache = work / "cache64"
 
     results = []
@@ -167,10 +187,13 @@ def main() -> None:
         n_done = args.n
         if stage == "load":
             cmd = python(LOAD_DRIVER, str(big))
+        elif stage == "predict-io":
+            cmd = python(PREDICT_IO_DRIVER, str(run), str(big), "-o", str(work / f"{stage}.star"), "--quiet",
+                         "--device", "cpu")
         elif stage in ("predict", "predict-norefine"):
-            n_done = n_pred
+            n_done = min(args.predict_n if stage == "predict-norefine" else args.refine_n, args.n)
             extra = ["--no-refine"] if stage == "predict-norefine" else []
-            cmd = cryoai("predict", str(run), str(pred_star), "-o", str(work / f"{stage}.star"), "--quiet",
+            cmd = cryoai("predict", str(run), str(pred_stars[n_done]), "-o", str(work / f"{stage}.star"), "--quiet",
                          "--device", "cpu", *extra)
         elif stage in ("train", "train-cache"):
             cmd = python(TRAIN_DRIVER, str(big), str(work / f"run_{stage}"), str(args.train_steps), "0",
@@ -180,7 +203,8 @@ def main() -> None:
             cmd = python(TRAIN_DRIVER, str(big), str(work / "run_finish"), "0", str(n_done), "-", str(run))
         else:  # preprocess
             cmd = cryoai("preprocess", str(big), "-o", str(cache), "--quiet")
-        print(f"[{stage}] {' '.join(cmd[:3]) if cmd[1] == '-c' else ' '.join(cmd)} ...", flush=True)
+        shown = [cmd[0], "-c", "<driver>", *cmd[3:]] if cmd[1] == "-c" else cmd
+        print(f"[{stage}] {' '.join(shown)} ...", flush=True)
         wall, peak, rc = run_measured(cmd, log)
         timings = [line for line in log.read_text().splitlines() if line.startswith("TIMING")]
         if rc != 0:

@@ -68,3 +68,21 @@ def test_single_quotes_fall_back_to_starfile(tmp_path):
     path.write_text("data_particles\n\nloop_\n_rlnImageName #1\n_rlnNote #2\n1@a.mrcs 'two words'\n2@a.mrcs x\n")
     assert star._read_fast(path) is None
     assert list(read_star(path)["particles"]["rlnNote"]) == ["two words", "x"]
+
+
+@pytest.mark.parametrize("names", [
+    ["000002@b/s2.mrcs", " 1@a.mrcs", "3@b/s2.mrcs", "10@a.mrcs "],  # Arrow path
+    ["1@a.mrcs", "stack.mrcs", "2.0@a.mrcs"],  # unusual: the pandas path
+])
+def test_image_names_arrow_path_matches_pandas(names, monkeypatch):
+    from pathlib import Path as P
+
+    import cryoai.data.particles as particles
+
+    column = pd.Series(names, dtype="str")
+    got = particles._parse_image_names(column, P("x.star"))
+    monkeypatch.setattr(particles, "_parse_image_names_arrow", lambda _: None)
+    ref = particles._parse_image_names(column, P("x.star"))
+    assert got[0] == ref[0]
+    assert got[1].tolist() == ref[1].tolist() and got[2].tolist() == ref[2].tolist()
+    assert got[1].dtype == ref[1].dtype == got[2].dtype == ref[2].dtype
