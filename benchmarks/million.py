@@ -18,6 +18,7 @@ Stages:
                   reconstruct + refine, write the STAR) on the first ``--finish-n`` rows
   preprocess      ``cryoai preprocess`` of the whole STAR into a float16 cache (box 64)
   train-cache     as ``train`` but reading images from that cache
+  batches         ``TrainingData.batch`` alone, random batches of 64: from the stacks, then from the cache
 Throughput is extrapolated linearly where a stage ran on fewer rows than ``--n`` (said so).
 All processes run with one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)).
 
@@ -28,6 +29,7 @@ Usage: OMP_NUM_THREADS=1 nice -n 10 python benchmarks/million.py --work /tmp/mil
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -36,7 +38,8 @@ import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STAGES = ("load", "predict-io", "predict-norefine", "predict", "train", "finish", "preprocess", "train-cache")
+STAGES = ("load", "predict-io", "predict-norefine", "predict", "train", "finish", "preprocess", "train-cache",
+          "batches")
 
 
 def run_measured(cmd: list[str], log: Path) -> tuple[float, float, int]:
@@ -138,6 +141,23 @@ predict.predict_poses = fake
 sys.exit(main(["predict", *sys.argv[1:]]))
 """
 
+BATCH_DRIVER = """
+import sys, time, numpy as np, torch
+torch.set_num_threads(1)
+from cryoai.data.particles import load_particles
+from cryoai.data.cache import attach_cache
+from cryoai.train.batches import TrainingData
+p = load_particles(sys.argv[1])
+rng = np.random.default_rng(0)
+rows = [rng.integers(0, len(p), 64) for _ in range(400)]
+for name, parts in (("stacks", p), ("cache", attach_cache(p, sys.argv[2], 64))):
+    data = TrainingData(parts, 64, 32)
+    t = time.perf_counter()
+    for r in rows:
+        data.batch(r)
+    print(f"TIMING batch-{name} {len(rows) * 64 / (time.perf_counter() - t):.0f} img/s", flush=True)
+"""
+
 LOAD_DRIVER = """
 import sys, time
 from cryoai.data.particles import load_particles
@@ -201,6 +221,8 @@ def main() -> None:
         elif stage == "finish":
             n_done = min(args.finish_n, args.n)
             cmd = python(TRAIN_DRIVER, str(big), str(work / "run_finish"), "0", str(n_done), "-", str(run))
+        elif stage == "batches":
+            cmd = python(BATCH_DRIVER, str(big), str(cache))
         else:  # preprocess
             cmd = cryoai("preprocess", str(big), "-o", str(cache), "--quiet")
         shown = [cmd[0], "-c", "<driver>", *cmd[3:]] if cmd[1] == "-c" else cmd
@@ -213,8 +235,14 @@ def main() -> None:
             continue
         inner = " ".join(timings)
         if stage in ("train", "train-cache"):
-            rate = args.train_steps * 64 / float(timings[-1].split()[2])  # batch 64 on CPU
-            note = f"{args.train_steps} steps of 64 (+ warm start); {inner}"
+            records = [json.loads(line) for line in open(work / f"run_{stage}" / "metrics.jsonl")]
+            warm = sum(r.get("seconds", 0) for r in records if r.get("stage") == "warm_start")
+            rate = records[-1]["images_per_s"]  # the last logging window: data steps only
+            note = (f"{args.train_steps} steps of 64; images/s of the last {records[-1]['step'] - records[-2]['step']} "
+                    f"steps (metrics.jsonl); warm start {warm:.0f} s; {inner}")
+        elif stage == "batches":
+            rate = float(timings[-1].split()[2])
+            note = inner
         else:
             rate = n_done / wall
             note = inner

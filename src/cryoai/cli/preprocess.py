@@ -20,7 +20,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_particle_args(parser)
     parser.add_argument("-o", "--out", required=True, help="cache folder to write")
     parser.add_argument("--box", type=int, help="training box in px (default min(L, 64), as `cryoai train` on a CPU)")
-    parser.add_argument("--chunk", type=int, default=2048, help="images processed per chunk (memory ∝ chunk)")
+    parser.add_argument("--chunk", type=int, default=512, help="images processed per chunk (memory ∝ chunk)")
     parser.add_argument("--quiet", action="store_true")
 
 

@@ -155,7 +155,7 @@ def float16_error(images: np.ndarray) -> float:
     return float(np.sqrt(np.mean(err**2) / max(np.mean(x**2), 1e-300)))
 
 
-def write_cache(particles, out: str | os.PathLike, box: int | None = None, chunk: int = 2048,
+def write_cache(particles, out: str | os.PathLike, box: int | None = None, chunk: int = 512,
                 progress: bool = True, log=print) -> ParticleCache:
     """Preprocess every particle into a cache folder ``out`` (atomically; constant memory).
 

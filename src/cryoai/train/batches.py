@@ -81,5 +81,10 @@ class TrainingData:
     def normalised_images(self, indices) -> np.ndarray:
         """Real images (n, Lt, Lt) float32, cropped and normalised, without the sign: what the
         particle cache stores (``data/cache.py``)."""
-        spectra = self._normalised_spectra(np.asarray(indices))
-        return (ifft2_centered(spectra) * self.train_box).numpy()
+        idx = np.asarray(indices)
+        if self.cache is None and self.train_box == self.box:  # no cropping: the same, in real space
+            order = np.argsort(idx, kind="stable")
+            out = np.empty((len(idx), self.box, self.box), dtype=np.float32)
+            out[order] = (self.particles.images(idx[order]) - np.float32(self.mean)) / np.float32(self.std)
+            return out
+        return (ifft2_centered(self._normalised_spectra(idx)) * self.train_box).numpy()
