@@ -154,3 +154,28 @@ def test_truncated_cache_is_refused(particles, tmp_path):
         f.truncate(1000)
     with pytest.raises(InputError, match="rerun cryoai preprocess"):
         open_cache(cache.path)
+
+
+def test_output_that_is_a_file_is_refused(particles, tmp_path):
+    (tmp_path / "f").write_text("mine")
+    with pytest.raises(InputError, match="not a particle cache"):
+        write_cache(particles, tmp_path / "f", box=16, progress=False, log=_quiet)
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_training_reads_the_cache(particles, tmp_path, monkeypatch):
+    """Training steps on a cached set take their images from the cache, never the stacks."""
+    from cryoai.train.config import TrainConfig
+    from cryoai.train.run_dir import RunDir
+    from cryoai.train.trainer import Trainer
+
+    cached = attach_cache(particles, write_cache(particles, tmp_path / "c", box=16, progress=False, log=_quiet).path, 16)
+    monkeypatch.setattr(type(particles.stack), "images", lambda *a, **k: pytest.fail("read the stacks"))
+    cfg = TrainConfig(train_box=16, encoder_box=16, batch_size=8, steps=3, warm_start=False, encoder_widths=(4, 8),
+                      synthetic_batch=0)
+    run = RunDir(tmp_path / "run", quiet=True)
+    trainer = Trainer(cached, cfg, run, progress=False)
+    assert (trainer.data.mean, trainer.data.std) == (cached.cache.mean, cached.cache.std)
+    losses = [trainer.train_step(step)["loss"] for step in range(3)]
+    run.close()
+    assert np.all(np.isfinite(losses))

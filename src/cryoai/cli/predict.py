@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from cryoai.cli.train import add_particle_args, load_input, pick_device
+from cryoai.cli.train import add_cache_arg, add_particle_args, load_input, pick_device
 from cryoai.errors import InputError
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a cryoai train output folder (uses RUN/checkpoints/last.pt)")
     add_particle_args(parser)
+    add_cache_arg(parser)
     parser.add_argument("-o", "--out", required=True, help="output STAR file")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--no-refine", action="store_true",

@@ -26,13 +26,17 @@ def add_particle_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctf-voltage-kV", type=float, default=300.0, help="bare .mrcs: voltage (kV)")
     parser.add_argument("--ctf-cs-mm", type=float, default=2.7, help="bare .mrcs: spherical aberration (mm)")
     parser.add_argument("--ctf-amp-contrast", type=float, default=0.1, help="bare .mrcs: amplitude contrast")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
+
+
+def add_cache_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", metavar="CACHE_DIR",
                         help="read images from a `cryoai preprocess` cache of PARTICLES (same box) instead of the stacks")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     add_particle_args(parser)
+    add_cache_arg(parser)
     parser.add_argument("-o", "--out", required=True, help="run directory")
     parser.add_argument("--max-minutes", type=float, help="stop training after this wall time, then write outputs")
     parser.add_argument("--steps", type=int, help="optimisation steps (default from box and device)")

@@ -174,7 +174,7 @@ def write_cache(particles, out: str | os.PathLike, box: int | None = None, chunk
     dtype = np.dtype(np.float16 if err16 <= MAX_F16_ERROR else np.float32)
     log(f"float16 vs float32 on {len(probe)} normalised images: relative RMS error {err16:.2e} "
         f"(limit {MAX_F16_ERROR:g}) → storing {dtype.name}")
-    if out.exists() and not (out / META).is_file() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or (not (out / META).is_file() and any(out.iterdir()))):
         raise InputError(f"{out}: exists and is not a particle cache; choose another -o (nothing was overwritten)")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
