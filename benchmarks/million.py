@@ -16,6 +16,9 @@ Stages:
                   (warm start + steps + checkpoint), ``Trainer.finish`` replaced by a no-op
   finish          ``Trainer.finish`` (predict every particle, ``final_iterations`` rounds of
                   reconstruct + refine, write the STAR) on the first ``--finish-n`` rows
+  finish-io       ``Trainer.finish`` on all ``--n`` rows with its pose predictions and reconstructions
+                  computed for real on 2,000 rows only and copied to the rest: the memory of the
+                  finish at N (everything N-sized) without its hours of compute
   preprocess      ``cryoai preprocess`` of the whole STAR into a float16 cache (box 64)
   train-cache     as ``train`` but reading images from that cache
   batches         ``TrainingData.batch`` alone, 400 random batches of 64: from the stacks, then from the
@@ -40,8 +43,8 @@ import time
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STAGES = ("load", "predict-io", "predict-norefine", "predict", "train", "finish", "preprocess", "train-cache",
-          "batches")
+STAGES = ("load", "predict-io", "predict-norefine", "predict", "train", "finish", "finish-io", "preprocess",
+          "train-cache", "batches")
 
 
 def run_measured(cmd: list[str], log: Path) -> tuple[float, float, int]:
@@ -114,7 +117,26 @@ if cache != "-":
 run = RunDir(out, quiet=True)
 trainer = Trainer(particles, cfg, run, progress=False)
 t1 = time.perf_counter(); print(f"TIMING setup {t1 - t0:.2f} rss {rss():.0f}", flush=True)
-if finish_n == 0:
+if finish_n < 0:  # finish-io: real work on 2000 rows, results tiled over all N
+    import numpy as np
+    import cryoai.train.trainer as T
+    from cryoai.train.checkpoint import load_checkpoint
+    trainer._restore(load_checkpoint(sys.argv[6] + "/checkpoints/last.pt"))
+    real_predict, real_reconstruct, k = T.predict_poses, T.reconstruct, 2000
+    def predict_poses(encoder, volume, data, *a, start_poses=None, **kw):
+        n = len(data.particles)
+        if start_poses is not None:
+            start_poses = (start_poses[0][:k], start_poses[1][:k])
+        rot, origin = real_predict(encoder, volume, data, *a, indices=np.arange(k), start_poses=start_poses, **kw)
+        reps = -(-n // k)
+        return np.tile(rot, (reps, 1, 1))[:n], np.tile(origin, (reps, 1))[:n]
+    def reconstruct(data, rows, rotations, origins_px, oversample):
+        return real_reconstruct(data, rows[:k], rotations[:k], origins_px[:k], oversample)
+    T.predict_poses, T.reconstruct = predict_poses, reconstruct
+    t1 = time.perf_counter()
+    trainer.finish()
+    t2 = time.perf_counter(); print(f"TIMING finish-io {t2 - t1:.2f} rss {rss():.0f}", flush=True)
+elif finish_n == 0:
     trainer.finish = lambda: {}
     trainer.fit()
     t2 = time.perf_counter(); print(f"TIMING fit {t2 - t1:.2f} rss {rss():.0f}", flush=True)
@@ -221,6 +243,8 @@ def main() -> None:
         elif stage in ("train", "train-cache"):
             cmd = python(TRAIN_DRIVER, str(big), str(work / f"run_{stage}"), str(args.train_steps), "0",
                          str(cache) if stage == "train-cache" else "-")
+        elif stage == "finish-io":
+            cmd = python(TRAIN_DRIVER, str(big), str(work / "run_finish_io"), "0", "-1", "-", str(run))
         elif stage == "finish":
             n_done = min(args.finish_n, args.n)
             cmd = python(TRAIN_DRIVER, str(big), str(work / "run_finish"), "0", str(n_done), "-", str(run))
@@ -246,13 +270,16 @@ def main() -> None:
         elif stage == "batches":
             rate = float(timings[-1].split()[2])
             note = inner
+        elif stage in ("predict-io", "finish-io"):
+            rate, note = None, "memory probe (poses faked / computed on 2,000 rows); " + inner
         else:
             rate = n_done / wall
             note = inner
             if n_done < args.n:
                 note += f"; ran {n_done} rows, {args.n} extrapolated: {args.n / rate:.0f} s"
         results.append((stage, n_done, wall, rate, peak, note))
-        print(f"  {wall:.1f} s, {rate:.0f} images/s, peak RSS {peak:.0f} MiB  {note}", flush=True)
+        print(f"  {wall:.1f} s, {'-' if rate is None else f'{rate:.0f}'} images/s, peak RSS {peak:.0f} MiB  {note}",
+              flush=True)
 
     print("\nOne CPU thread (OMP_NUM_THREADS=1), L=64 (train box 64, encoder box 32), "
           f"{os.uname().machine}; wall time includes process start-up.\n")
