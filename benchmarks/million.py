@@ -27,6 +27,26 @@ Stages:
 Throughput is extrapolated linearly where a stage ran on fewer rows than ``--n`` (said so).
 All processes run with one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)).
 
+Targets: peak RSS ≤ 2 GB for every stage at N = 10⁶; predict ≥ 500 images/s at L=64, one CPU thread.
+Measured (2-core x86_64 VM shared with another job, one thread, 2026-11-25, commit after a388be1):
+
+| stage | N | wall s | images/s | peak RSS MiB | before this branch |
+|---|---|---|---|---|---|
+| load | 1,000,000 | 6.3 | - | 878 | 1300 MiB |
+| predict-io (memory probe) | 1,000,000 | 15.3 | - | 1164 | 1681 MiB |
+| predict --no-refine | 200,000 | 261 | 765 | 926 | (no option) |
+| predict (with refinement) | 20,000 | 83 | 240 | 1007 | 211 images/s |
+| train, 50 steps (warm start 28 s) | 1,000,000 | 43 | 418 | 1317 | |
+| finish (Trainer.finish) | 5,000 | 115 | 43 | 1482 | |
+| finish-io (memory probe) | 1,000,000 | 63 | - | 1459 | |
+| preprocess | 1,000,000 | 43 | 23,068 | 991 | 352 s at first |
+| train --cache, 50 steps | 1,000,000 | 44 | 390 | 1128 | |
+| batches: stacks / cache | 1,000,000 | 13 | 15,407 / 14,923 | 959 | |
+
+Extrapolated to 10⁶: predict without refinement ~22 min, with refinement ~70 min, and the
+finish of `cryoai train` (5 passes of refinement, 4 reconstructions) ~6.4 h: the refinement
+(train/refine.py) is what misses the 500 images/s target.
+
 Usage: OMP_NUM_THREADS=1 nice -n 10 python benchmarks/million.py --work /tmp/million
            [--n 1000000] [--predict-n 200000] [--train-steps 50] [--finish-n 20000] [--stages load,predict,...]
 """
