@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "example": "cryoai.cli.example",
     "simulate": "cryoai.cli.simulate",
     "check-inputs": "cryoai.cli.check_inputs",
+    "preprocess": "cryoai.cli.preprocess",
     "train": "cryoai.cli.train",
     "predict": "cryoai.cli.predict",
     "fsc": "cryoai.cli.fsc",

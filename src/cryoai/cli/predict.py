@@ -12,15 +12,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from cryoai.cli.train import add_particle_args, load_input, pick_device
+from cryoai.cli.train import add_cache_arg, add_particle_args, load_input, pick_device
 from cryoai.errors import InputError
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a cryoai train output folder (uses RUN/checkpoints/last.pt)")
     add_particle_args(parser)
+    add_cache_arg(parser)
     parser.add_argument("-o", "--out", required=True, help="output STAR file")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--no-refine", action="store_true",
+                        help="encoder poses only, without the local refinement against the map (faster, coarser)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -39,6 +42,10 @@ def main(args: argparse.Namespace) -> int:
     state = load_checkpoint(f"{args.run}/checkpoints/last.pt")
     cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
     particles = load_input(args)
+    if args.cache:
+        from cryoai.data.cache import attach_cache
+
+        particles = attach_cache(particles, args.cache, cfg.train_box)
     data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert)
     if data.train_box != cfg.train_box or abs(data.apix - state["apix"]) > 0.01 * state["apix"]:
         raise InputError(f"{args.particles}: {data.train_box} px at {data.apix:.3f} Å/px after cropping, but the model in "
@@ -49,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     march = loss_radius(cfg, state.get("position", state["step"] / max(cfg.steps, 1)))
     with torch.no_grad():
         rot, origin = predict_poses(encoder, volume, data, march, cfg.loss == "symmetric", args.batch_size,
-                                    device, progress=not args.quiet)
+                                    device, progress=not args.quiet, refine=not args.no_refine)
     write_particles_star(args.out, particles, rot, origin)
     dt = time.perf_counter() - t0
     print(f"predicted {len(particles)} poses in {dt:.1f} s ({len(particles) / dt:.0f} images/s, start-up included) → {args.out}")

@@ -29,8 +29,14 @@ def add_particle_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: cuda if present")
 
 
+def add_cache_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache", metavar="CACHE_DIR",
+                        help="read images from a `cryoai preprocess` cache of PARTICLES (same box) instead of the stacks")
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     add_particle_args(parser)
+    add_cache_arg(parser)
     parser.add_argument("-o", "--out", required=True, help="run directory")
     parser.add_argument("--max-minutes", type=float, help="stop training after this wall time, then write outputs")
     parser.add_argument("--steps", type=int, help="optimisation steps (default from box and device)")
@@ -87,11 +93,16 @@ def main(args: argparse.Namespace) -> int:
         cfg.steps = max(1, int(args.epochs * len(particles) / cfg.batch_size))
     if args.steps is not None:
         cfg.steps = args.steps
+    if args.cache:
+        from cryoai.data.cache import attach_cache
+
+        particles = attach_cache(particles, args.cache, cfg.train_box)
     run = RunDir(args.out, quiet=args.quiet)
     run.write_config(cfg.to_dict(), {"particles": str(args.particles), "n_particles": len(particles),
                                      "box": particles.box, "apix": particles.apix, "device": device})
     run.log(f"{len(particles)} particles, box {particles.box}, {particles.apix:.3f} Å/px, "
-            f"CTF {'yes' if particles.ctf is not None else 'no'}; training at box {cfg.train_box} on {device}")
+            f"CTF {'yes' if particles.ctf is not None else 'no'}; training at box {cfg.train_box} on {device}"
+            + (f"; images from the cache {args.cache}" if args.cache else ""))
     if args.halves:
         from cryoai.train.halves import train_halves
 

@@ -32,6 +32,7 @@ class ParticleSet:
     ``rotations`` (N, 3, 3) and ``origins_A`` (N, 2) are None when the input carries no poses /
     no origins. ``box`` is 0 only when neither metadata nor any stack tells it (stacks absent).
     ``notes`` lists assumptions made while loading (e.g. a defaulted amplitude contrast).
+    ``cache``, when set (``data.cache.attach_cache``), gives ``TrainingData`` preprocessed images.
     """
 
     path: Path
@@ -44,6 +45,7 @@ class ParticleSet:
     origins_A: np.ndarray | None
     stack: ImageStack
     notes: list[str] = field(default_factory=list)
+    cache: object | None = None  # a data.cache.ParticleCache (preprocessed images) or None
 
     def __len__(self) -> int:
         return len(self.table)
@@ -64,5 +66,6 @@ class ParticleSet:
             rotations=pick(self.rotations),
             origins_A=pick(self.origins_A),
             stack=self.stack.subset(rows),
+            cache=None if self.cache is None else self.cache.subset(rows),
             notes=list(self.notes),
         )

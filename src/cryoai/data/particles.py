@@ -265,6 +265,9 @@ def _num(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
 
 def _parse_image_names(names: pd.Series, path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """``index@stack`` strings → (unique stack names, file id per particle, 0-based index)."""
+    fast = _parse_image_names_arrow(names)
+    if fast is not None:
+        return fast
     text = names.astype(str).str.strip()
     parts = text.str.partition("@")
     has_at = parts[1] == "@"
@@ -277,6 +280,31 @@ def _parse_image_names(names: pd.Series, path: Path) -> tuple[list[str], np.ndar
                          f"1-based index; fix the STAR file")
     codes, uniques = pd.factorize(files)
     return list(uniques), codes.astype(np.int64), number.to_numpy(np.int64) - 1
+
+
+def _parse_image_names_arrow(names: pd.Series) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """The same with pyarrow kernels on the column's Arrow strings (10⁶ names: ~200 MB less
+    than pandas' per-row string copies); None for anything unusual, which the pandas path
+    then parses (and reports)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        text = pc.utf8_trim_whitespace(pa.chunked_array([pa.array(names.array, type=pa.string())])
+                                       if not hasattr(names.array, "_pa_array") else names.array._pa_array)
+        parts = pc.extract_regex(text, r"^(?P<index>[0-9]+)@(?P<file>.+)$")
+        if parts.null_count:
+            return None
+        index = pc.cast(pc.struct_field(parts, "index"), pa.int64()).to_numpy()
+        encoded = pc.dictionary_encode(pc.struct_field(parts, "file")).combine_chunks()
+    except Exception:  # not Arrow-backed, no pyarrow, an index past int64, ...
+        return None
+    if not len(index) or index.min() < 1:
+        return None
+    files, ids = encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    del text, parts, encoded
+    pa.default_memory_pool().release_unused()  # mimalloc keeps freed pages otherwise
+    return files, ids, index - 1
 
 
 class _Resolver:

@@ -43,6 +43,11 @@ class TrainingData:
         self.encoder_box = min(encoder_box, self.train_box)
         self.apix = particles.apix * self.box / self.train_box
         self.sign = -1.0 if invert else 1.0
+        self.cache = getattr(particles, "cache", None)
+        if self.cache is not None:  # preprocessed images (data/cache.py): its box and statistics
+            self.cache.check(particles, self.train_box)
+            self.mean, self.std = self.cache.mean, self.cache.std
+            return
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(len(particles), min(n_stats, len(particles)), replace=False))
         spectra = self._cropped(sample)
@@ -56,13 +61,30 @@ class TrainingData:
 
     def batch(self, indices) -> Batch:
         idx = np.asarray(indices)
+        spectra = self._normalised_spectra(idx) * self.sign
+        images = ifft2_centered(crop_spectra(spectra, self.encoder_box)) * self.encoder_box
+        ctf = self.particles.ctf
+        ctf_params = torch.from_numpy(ctf[idx]).to(torch.float32) if ctf is not None else None
+        return Batch(torch.from_numpy(idx), spectra, images, ctf_params)
+
+    def _normalised_spectra(self, idx: np.ndarray) -> torch.Tensor:
+        """Spectra (n, Lt, Lt) of the cropped images minus the mean, over std (no polarity sign)."""
+        if self.cache is not None:
+            return fft2_centered(torch.from_numpy(self.cache.images(idx))) / self.train_box
         order = np.argsort(idx, kind="stable")  # read in file order, return in request order
         spectra = torch.empty((len(idx), self.train_box, self.train_box), dtype=torch.complex64)
         spectra[torch.from_numpy(order)] = self._cropped(idx[order])
         centre = self.train_box // 2
         spectra[:, centre, centre] -= self.mean * self.train_box**2  # remove the mean (DC)
-        spectra = spectra * (self.sign / (self.std * self.train_box))
-        images = ifft2_centered(crop_spectra(spectra, self.encoder_box)) * self.encoder_box
-        ctf = self.particles.ctf
-        ctf_params = torch.from_numpy(ctf[idx]).to(torch.float32) if ctf is not None else None
-        return Batch(torch.from_numpy(idx), spectra, images, ctf_params)
+        return spectra * (1.0 / (self.std * self.train_box))
+
+    def normalised_images(self, indices) -> np.ndarray:
+        """Real images (n, Lt, Lt) float32, cropped and normalised, without the sign: what the
+        particle cache stores (``data/cache.py``)."""
+        idx = np.asarray(indices)
+        if self.cache is None and self.train_box == self.box:  # no cropping: the same, in real space
+            order = np.argsort(idx, kind="stable")
+            out = np.empty((len(idx), self.box, self.box), dtype=np.float32)
+            out[order] = (self.particles.images(idx[order]) - np.float32(self.mean)) / np.float32(self.std)
+            return out
+        return (ifft2_centered(self._normalised_spectra(idx)) * self.train_box).numpy()
