@@ -33,7 +33,7 @@ def tiny_config(**kw) -> TrainConfig:
     cfg = TrainConfig(train_box=16, encoder_box=16, batch_size=8, steps=6, pretrain_until=0.2, freeze_volume_until=0.4,
                       supervise_until=0.7, march_until=0.7, warm_subset=60, warm_box=8, warm_iterations=2,
                       log_every=2, checkpoint_every=3, volume_every=3, encoder_widths=(4, 8), synthetic_batch=4,
-                      final_iterations=1)
+                      final_iterations=1, final_subset=50)
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg

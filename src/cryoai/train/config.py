@@ -33,7 +33,8 @@ class TrainConfig:
     warm_subset: int = 1500
     warm_box: int = 16
     warm_iterations: int = 14
-    final_iterations: int = 4  # after training: reconstruct from all poses, refine them, repeat
+    final_iterations: int = 4  # after training: reconstruct from the poses, refine them, repeat …
+    final_subset: int = 20000  # … on this many particles; then one pass over all of them
     # bookkeeping
     seed: int = 0
     log_every: int = 25

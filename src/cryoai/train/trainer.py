@@ -263,22 +263,44 @@ class Trainer:
         return evaluate_poses(rot, self.particles.rotations[rows], origin, true_origin, self.data.apix)
 
     def finish(self) -> dict:
-        """Poses for every particle (encoder + local refinement), then ``final_iterations`` rounds
-        of direct reconstruction from those poses and refinement against it; writes the map
-        and the STAR."""
+        """Final map and poses.
+
+        On a fixed-size subset (``final_subset`` particles, all of them in a smaller set): poses
+        from the encoder with local refinement, then ``final_iterations`` rounds of direct
+        reconstruction and refinement against it. Then every particle gets its pose from the
+        encoder, refined against that map (the subset keeps its own), and the map written is
+        reconstructed from all of them. Only the last two passes grow with the data set.
+        """
         run, cfg, data = self.run, self.cfg, self.data
+        n = len(self.particles)
         radius = self.radius()
-        rot, origin = predict_poses(self.encoder, self.volume, data, radius, cfg.loss == "symmetric",
-                                    device=self.device, progress=self.progress)
-        rows = np.arange(len(self.particles))
-        radius = max(radius, REFINE_RADIUS * 2 * cfg.train_box / 2)  # the refinement compares up to this
-        for it in range(cfg.final_iterations):
+        refine_radius = max(radius, REFINE_RADIUS * cfg.train_box)  # the refinement compares up to this
+
+        def poses(rows, start=None):
+            return predict_poses(self.encoder, self.volume, data, radius if start is None else refine_radius,
+                                 cfg.loss == "symmetric", device=self.device, progress=self.progress,
+                                 indices=rows, start_poses=start)
+
+        def load_map(rows, rot, origin):
             spectrum = reconstruct(data, rows, torch.from_numpy(rot).float(), torch.from_numpy(origin / data.apix).float(),
                                    self.volume.oversample)
             self.volume.load_spectrum(spectrum.to(self.device))
-            rot, origin = predict_poses(self.encoder, self.volume, data, radius, device=self.device,
-                                        progress=self.progress, start_poses=(rot, origin))
-            run.log(f"final refinement {it + 1}/{cfg.final_iterations}: reconstructed from {len(rows)} poses, refined")
+
+        subset = np.arange(n)
+        if n > cfg.final_subset:
+            subset = np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.final_subset, replace=False))
+        rot_s, origin_s = poses(subset)
+        for it in range(cfg.final_iterations):
+            load_map(subset, rot_s, origin_s)
+            rot_s, origin_s = poses(subset, (rot_s, origin_s))
+            run.log(f"final refinement {it + 1}/{cfg.final_iterations}: reconstructed from {len(subset)} poses, refined")
+        if n > len(subset):
+            rot, origin = poses(None)
+            rot[subset], origin[subset] = rot_s, origin_s
+            run.log(f"poses for all {n} particles predicted and refined")
+        else:
+            rot, origin = rot_s, origin_s
+        load_map(np.arange(n), rot, origin)
         self.write_volume(run.path / "volume.mrc")
         write_particles_star(run.path / "particles.star", self.particles, rot, origin)
         save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
@@ -288,12 +310,15 @@ class Trainer:
 
     def finish_seconds(self) -> float:
         """Estimated wall time of ``finish``: predicting and refining 256 images, timed, scaled to
-        the data set and the refinement rounds, plus a third for the reconstructions."""
+        the passes ``finish`` makes, plus a third for the reconstructions."""
         rows = np.arange(min(256, len(self.particles)))
         t0 = time.time()
         predict_poses(self.encoder, self.volume, self.data, self.radius(), device=self.device, progress=False, indices=rows)
         per_image = (time.time() - t0) / len(rows)
-        return 1.3 * per_image * len(self.particles) * (self.cfg.final_iterations + 1)
+        n = len(self.particles)
+        subset = min(n, self.cfg.final_subset)
+        passes = subset * (self.cfg.final_iterations + 1) + (n - subset)
+        return 1.3 * per_image * passes
 
     def fit(self) -> dict:
         """Warm start, the training loop, then ``finish``.
