@@ -2,7 +2,7 @@
 
     python benchmarks/warmstart_probe.py DIR      (DIR/particles.star, particles.mrcs; true poses)
 
-Env: MS = max shift in px at box 16 (default 1), SEED (default 0), M (subset size, 1500).
+Env: MS = max shift in px at box B (default 1), SEED (default 0), M (subset size, 1500), B (box, 16).
 Errors are measured after registering to the truth (global rotation and hand). One thread.
 """
 
@@ -23,7 +23,7 @@ from cryoai.physics.ctf import ctf  # noqa: E402
 from cryoai.train.warmstart import warm_start  # noqa: E402
 
 d = sys.argv[1]
-M, b = int(os.environ.get("M", "1500")), 16
+M, b = int(os.environ.get("M", "1500")), int(os.environ.get("B", "16"))
 st = starfile.read(d + "/particles.star")
 df, op = st["particles"].iloc[:M], st["optics"].iloc[0]
 M = len(df)
