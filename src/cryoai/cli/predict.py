@@ -5,6 +5,9 @@ same kind (same pixel size after cropping to the training box). Writes a RELION 
 with rlnAngleRot/Tilt/Psi and rlnOriginX/YAngst, every input column kept.
 
 Example: cryoai predict run1 more_particles.star -o run1/more_poses.star
+
+Under torchrun (e.g. `torchrun --nproc_per_node 4 -m cryoai predict …`) each rank predicts a
+contiguous share of the particles and rank 0 writes the STAR file.
 """
 
 from __future__ import annotations
@@ -28,17 +31,27 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from cryoai.train import distributed
+
+    t0 = time.perf_counter()
+    device = distributed.init(pick_device(args.device))  # joins torchrun's ranks, if launched by it
+    try:
+        return _predict(args, device, t0)
+    finally:
+        distributed.cleanup()
+
+
+def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
     import torch
 
     from cryoai.data.particles import write_particles_star
     from cryoai.train.batches import TrainingData
     from cryoai.train.checkpoint import load_checkpoint
     from cryoai.train.config import TrainConfig
-    from cryoai.train.predict import predict_poses
+    from cryoai.train.distributed import is_main, world_size
+    from cryoai.train.predict import predict_poses_sharded
     from cryoai.train.trainer import build_models, loss_radius
 
-    t0 = time.perf_counter()
-    device = pick_device(args.device)
     state = load_checkpoint(f"{args.run}/checkpoints/last.pt")
     cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
     particles = load_input(args)
@@ -55,9 +68,13 @@ def main(args: argparse.Namespace) -> int:
     volume.load_state_dict(state["volume"])
     march = loss_radius(cfg, state.get("position", state["step"] / max(cfg.steps, 1)))
     with torch.no_grad():
-        rot, origin = predict_poses(encoder, volume, data, march, cfg.loss == "symmetric", args.batch_size,
-                                    device, progress=not args.quiet, refine=not args.no_refine)
+        rot, origin = predict_poses_sharded(encoder, volume, data, march, cfg.loss == "symmetric", args.batch_size,
+                                            device, progress=not args.quiet, refine=not args.no_refine)
+    if not is_main():
+        return 0
     write_particles_star(args.out, particles, rot, origin)
     dt = time.perf_counter() - t0
-    print(f"predicted {len(particles)} poses in {dt:.1f} s ({len(particles) / dt:.0f} images/s, start-up included) → {args.out}")
+    ranks = f" on {world_size()} ranks" if world_size() > 1 else ""
+    print(f"predicted {len(particles)} poses{ranks} in {dt:.1f} s ({len(particles) / dt:.0f} images/s, "
+          f"start-up included) → {args.out}")
     return 0

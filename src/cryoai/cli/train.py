@@ -8,6 +8,9 @@ independent half-set runs (OUT/half1, OUT/half2), OUT/volume_half{1,2}.mrc, OUT/
 and rlnRandomSubset in OUT/particles.star.
 
 Example: cryoai train sim/particles.star -o run1 --max-minutes 20
+
+Several GPUs or nodes (data parallel, each rank a share of every batch; see the README):
+torchrun --nproc_per_node 4 -m cryoai train sim/particles.star -o run1
 """
 
 from __future__ import annotations
@@ -78,11 +81,21 @@ def load_input(args: argparse.Namespace):
 
 
 def main(args: argparse.Namespace) -> int:
+    from cryoai.train import distributed
+
+    device = distributed.init(pick_device(args.device))  # joins torchrun's ranks, if launched by it
+    try:
+        return _train(args, device)
+    finally:
+        distributed.cleanup()
+
+
+def _train(args: argparse.Namespace, device: str) -> int:
     from cryoai.train.config import default_config
+    from cryoai.train.distributed import is_main, world_size
     from cryoai.train.run_dir import RunDir
     from cryoai.train.trainer import Trainer
 
-    device = pick_device(args.device)
     particles = load_input(args)
     cfg = default_config(particles.box, device, batch_size=args.batch_size, train_box=args.train_box,
                          volume=args.volume, loss=args.loss, seed=args.seed, max_minutes=args.max_minutes,
@@ -99,9 +112,11 @@ def main(args: argparse.Namespace) -> int:
         particles = attach_cache(particles, args.cache, cfg.train_box)
     run = RunDir(args.out, quiet=args.quiet)
     run.write_config(cfg.to_dict(), {"particles": str(args.particles), "n_particles": len(particles),
-                                     "box": particles.box, "apix": particles.apix, "device": device})
+                                     "box": particles.box, "apix": particles.apix, "device": device,
+                                     "world_size": world_size()})
     run.log(f"{len(particles)} particles, box {particles.box}, {particles.apix:.3f} Å/px, "
             f"CTF {'yes' if particles.ctf is not None else 'no'}; training at box {cfg.train_box} on {device}"
+            + (f" × {world_size()} ranks (data parallel, global batch {cfg.batch_size})" if world_size() > 1 else "")
             + (f"; images from the cache {args.cache}" if args.cache else ""))
     if args.halves:
         from cryoai.train.halves import train_halves
@@ -109,6 +124,8 @@ def main(args: argparse.Namespace) -> int:
         train_halves(particles, cfg, run, device, args.resume, progress=not args.quiet)
     else:
         Trainer(particles, cfg, run, device=device, resume=args.resume, progress=not args.quiet).fit()
+    if not is_main():
+        return 0
     from cryoai.report.html import write_report
 
     report = write_report(run.path)

@@ -20,6 +20,7 @@ from cryoai.eval.fsc import fsc, resolution, sphere_mask
 from cryoai.eval.poses import apply_registration
 from cryoai.io.mrc import read_map, write_map
 from cryoai.train.config import TrainConfig
+from cryoai.train.distributed import is_main
 from cryoai.train.run_dir import RunDir
 from cryoai.train.trainer import Trainer
 
@@ -57,8 +58,11 @@ def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: 
         result = trainer.fit()
         half_run.close()
         rotations[rows], origins[rows] = result["rotations"], result["origins_A"]
-        vol, apix = read_map(half_run.path / "volume.mrc")
-        maps.append(vol)
+        if is_main():  # under torchrun rank 0 alone wrote the map and does what follows
+            vol, apix = read_map(half_run.path / "volume.mrc")
+            maps.append(vol)
+    if not is_main():
+        return {}
 
     alignment = align_maps(maps[0], maps[1], apix)
     rows2 = np.flatnonzero(labels == 2)

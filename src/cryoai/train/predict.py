@@ -87,3 +87,19 @@ def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric:
         rotations[sl] = r.cpu().numpy()
         origins[sl] = o.cpu().numpy() * data.apix
     return rotations, origins
+
+
+def predict_poses_sharded(encoder, volume, data: TrainingData, radius: float, symmetric: bool = True,
+                          batch_size: int = 256, device: str = "cpu", progress: bool = True,
+                          indices: np.ndarray | None = None, refine: bool = True,
+                          start_poses: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``predict_poses`` under torchrun: each rank predicts its contiguous share of the rows and
+    every rank gets all of them back (in order). The same call in a single process."""
+    from cryoai.train import distributed as dist
+
+    rows = np.arange(len(data.particles)) if indices is None else np.asarray(indices)
+    share = dist.shard_range(len(rows))
+    start = None if start_poses is None else (start_poses[0][share], start_poses[1][share])
+    rot, origin = predict_poses(encoder, volume, data, radius, symmetric, batch_size, device,
+                                progress and dist.is_main(), rows[share], refine, start)
+    return dist.gather_rows(rot, origin)

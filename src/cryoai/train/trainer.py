@@ -29,9 +29,10 @@ from cryoai.physics.image_model import render_spectra
 from cryoai.geometry.grids import freq_grid_2d, ifft2_centered
 from cryoai.geometry.rotations import random_rotations
 from cryoai.train.batches import TrainingData, crop_spectra
+from cryoai.train import distributed as dist
 from cryoai.train.checkpoint import load_checkpoint, save_checkpoint
 from cryoai.train.config import TrainConfig
-from cryoai.train.predict import REFINE_RADIUS, encode_both, loss_frequencies, predict_poses
+from cryoai.train.predict import REFINE_RADIUS, encode_both, loss_frequencies, predict_poses, predict_poses_sharded
 from cryoai.train.run_dir import RunDir
 from cryoai.train.warmstart import warm_start
 
@@ -55,15 +56,20 @@ def build_models(cfg: TrainConfig, device: str) -> tuple[PoseEncoder, torch.nn.M
 def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
                 oversample: int) -> torch.Tensor:
     """A direct Fourier reconstruction (oversampled grid) of ``rows`` at the given poses:
-    one streaming pass of back-projection, Wiener-regularised, confined to the box."""
+    one streaming pass of back-projection, Wiener-regularised, confined to the box.
+    Under torchrun each rank back-projects its share of the rows and the sums are added up."""
     box = data.train_box
     idx, freqs = loss_frequencies(box, box // 2)
-    into = None
+    share = dist.shard_range(len(rows))
+    rows, rotations, origins_px = rows[share], rotations[share], origins_px[share]
+    size = box * oversample
+    into = (torch.zeros((size,) * 3, dtype=torch.complex64), torch.zeros((size,) * 3))
     for start in range(0, len(rows), 256):
         b = data.batch(rows[start : start + 256])
         c = ctf(freqs / data.apix, b.ctf_params) if b.ctf_params is not None else None
         into = backproject(b.spectra.reshape(len(b.indices), -1)[:, idx], rotations[start : start + 256], freqs,
                            box, c, origins_px[start : start + 256], oversample=oversample, into=into)
+    dist.sum_tensors(*into)
     return confine_to_box(wiener_reconstruct(*into, 0.05), box)
 
 
@@ -87,6 +93,8 @@ class Trainer:
         if resume:
             self._restore(load_checkpoint(run.path / "checkpoints" / "last.pt"))
         self._index_subset()
+        dist.broadcast_module(self.encoder)  # under torchrun: rank 0's weights everywhere (as DDP does)
+        dist.broadcast_module(self.volume)
 
     def _index_subset(self) -> None:
         """subset_pos[i] = position of particle i in the warm-start subset, or −1."""
@@ -145,6 +153,13 @@ class Trainer:
                      + (f", median error vs the input poses {record['rot_median_deg']:.1f}°" if "rot_median_deg" in record else ""))
         self.run.metrics(record)
 
+    def share_warm_start(self) -> None:
+        """Under torchrun every rank has run the warm start with the same seed; rank 0's poses and
+        volume are made everyone's, so ranks agree exactly."""
+        if dist.world_size() > 1:
+            dist.broadcast_tensors(self.subset_rot, self.subset_origin)
+            dist.broadcast_module(self.volume)
+
     def radius(self) -> float:
         return loss_radius(self.cfg, self.position)
 
@@ -168,7 +183,8 @@ class Trainer:
     def synthetic_batch(self, step: int, n: int):
         """Images rendered from the current volume at known random poses, with the data's CTFs,
         shifts and noise level: unlimited labelled examples that teach the encoder the map's
-        views (its cost per step is fixed). Returns (encoder images, rotations, origins_px)."""
+        views (its cost per step is fixed). Returns (encoder images, rotations, origins_px);
+        under torchrun, this rank's strided share of the n drawn."""
         data, gen = self.data, np.random.default_rng([self.cfg.seed, step, 7])
         box = data.train_box
         rot = torch.from_numpy(random_rotations(n, gen)).to(torch.float32)
@@ -179,14 +195,17 @@ class Trainer:
         if self.particles.ctf is not None:
             rows = gen.integers(0, len(self.particles), n)
             c = ctf(freqs / data.apix, torch.from_numpy(self.particles.ctf[rows]).to(torch.float32))
+        mine = torch.from_numpy(dist.shard(np.arange(n)))
+        rot, origin, c = rot[mine], origin[mine], None if c is None else c[mine]
         with torch.no_grad():
             spectra = render_spectra(self.volume, rot.to(self.device), freqs.to(self.device),
                                      None if c is None else c.to(self.device), origin.to(self.device))
-        spectra = spectra.reshape(n, box, box)
-        signal = float(spectra.abs().pow(2).mean())
+        spectra = spectra.reshape(len(mine), box, box)
+        signal = dist.mean_over_ranks(float(spectra.abs().pow(2).mean()), len(mine))
         noise_sd = math.sqrt(max(1.0 - signal, 0.05))  # data spectra have unit mean power per coefficient
         g = torch.Generator(device="cpu").manual_seed(int(gen.integers(2**62)))
-        noise = torch.complex(torch.randn(spectra.shape, generator=g), torch.randn(spectra.shape, generator=g))
+        shape = (n, box, box)
+        noise = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))[mine]
         spectra = spectra + (noise_sd / math.sqrt(2)) * noise.to(self.device)
         images = ifft2_centered(crop_spectra(spectra, data.encoder_box)) * data.encoder_box
         return images, rot.to(self.device), origin.to(self.device)
@@ -199,6 +218,8 @@ class Trainer:
         loss = ((rot - rot_true).pow(2).sum((1, 2)) + 0.1 * (origin - origin_true).pow(2).sum(1)).mean()
         self.opt_encoder.zero_grad(set_to_none=True)
         loss.backward()
+        dist.average_gradients(self.encoder)
+        dist.average_buffers(self.encoder)
         self.opt_encoder.step()
         return {"step": step + 1, "stage": "pretrain", "synthetic": float(loss.detach()), "loss": float(loss.detach()),
                 "radius": self.radius(), "rotated_won": 0.0}
@@ -209,7 +230,7 @@ class Trainer:
             return self.pretrain_step(step)
         symmetric = cfg.loss == "symmetric"
         w_sup = self.supervision_weight()
-        batch = self.data.batch(self.sample_indices(step, w_sup > 0))
+        batch = self.data.batch(dist.shard(self.sample_indices(step, w_sup > 0)))  # this rank's share
         idx, freqs = loss_frequencies(cfg.train_box, self.radius(), self.device)
         self.encoder.train()
         r, o, e1, e2, rot_both, origin_both, won = encode_both(
@@ -227,7 +248,7 @@ class Trainer:
                 half = HALF_TURN.to(self.device)
                 sup = sup + (rot_both[n + sel] - half @ target_r).pow(2).sum((1, 2)) \
                     + 0.1 * (origin_both[n + sel] + target_o).pow(2).sum(1)
-            sup_loss = sup.mean()
+            sup_loss = sup.mean() if len(sel) else sup.sum()  # a torchrun share may hold no subset image
             if cfg.synthetic_batch:
                 images, rot_true, origin_true = self.synthetic_batch(step, cfg.synthetic_batch)
                 rot_syn, origin_syn = self.encoder(images)
@@ -240,6 +261,10 @@ class Trainer:
         self.opt_encoder.zero_grad(set_to_none=True)
         self.opt_volume.zero_grad(set_to_none=True)
         loss.backward()
+        dist.average_gradients(self.encoder)
+        dist.average_buffers(self.encoder)
+        if train_volume:
+            dist.average_gradients(self.volume)
         self.opt_encoder.step()
         if train_volume:
             self.opt_volume.step()
@@ -276,8 +301,8 @@ class Trainer:
         radius = self.radius()
         refine_radius = max(radius, REFINE_RADIUS * cfg.train_box)  # the refinement compares up to this
 
-        def poses(rows, start=None):
-            return predict_poses(self.encoder, self.volume, data, radius if start is None else refine_radius,
+        def poses(rows, start=None):  # under torchrun each rank predicts its share
+            return predict_poses_sharded(self.encoder, self.volume, data, radius if start is None else refine_radius,
                                  cfg.loss == "symmetric", device=self.device, progress=self.progress,
                                  indices=rows, start_poses=start)
 
@@ -301,9 +326,10 @@ class Trainer:
         else:
             rot, origin = rot_s, origin_s
         load_map(np.arange(n), rot, origin)
-        self.write_volume(run.path / "volume.mrc")
-        write_particles_star(run.path / "particles.star", self.particles, rot, origin)
-        save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
+        if dist.is_main():
+            self.write_volume(run.path / "volume.mrc")
+            write_particles_star(run.path / "particles.star", self.particles, rot, origin)
+            save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
         return {"rotations": rot, "origins_A": origin}
@@ -318,7 +344,7 @@ class Trainer:
         n = len(self.particles)
         subset = min(n, self.cfg.final_subset)
         passes = subset * (self.cfg.final_iterations + 1) + (n - subset)
-        return 1.3 * per_image * passes
+        return 1.3 * per_image * passes / dist.world_size()  # under torchrun the ranks share the passes
 
     def fit(self) -> dict:
         """Warm start, the training loop, then ``finish``.
@@ -332,12 +358,15 @@ class Trainer:
         self.t_start = time.time()
         if self.step == 0 and cfg.warm_start:
             self.warm_start()
+            self.share_warm_start()
         budget = math.inf
         if cfg.max_minutes:
             left = 60 * cfg.max_minutes - self.elapsed_before - (time.time() - self.t_start)
             budget = self.train_seconds + max(left - self.finish_seconds(), 0.0)
+            budget = dist.from_main(budget)  # under torchrun, rank 0's clock rules: all stop at one step
             run.log(f"training-time budget {budget / 60:.1f} min of the {cfg.max_minutes:g}-minute limit")
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress)
+        main = dist.is_main()  # under torchrun, rank 0 alone evaluates and writes (RunDir is inert elsewhere)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not (self.progress and main))
         t_window, n_window = time.time(), 0
         while self.step < cfg.steps and self.train_seconds < budget:
             self.position = max(self.step / cfg.steps, self.train_seconds / budget)
@@ -347,21 +376,25 @@ class Trainer:
             n_window += cfg.batch_size
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                record = dist.mean_record(record)  # losses over every rank's share
                 rate = n_window / (time.time() - t_window)
                 t_window, n_window = time.time(), 0
                 record.update(images_per_s=rate, elapsed_s=self.elapsed_before + time.time() - self.t_start)
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                if main and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
                     errors = self.pose_errors()
                     if errors:
                         record.update({k: errors[k] for k in ("rot_median_deg", "frac_within_10deg", "trans_median_px", "hand")})
                 run.metrics(record)
                 bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{rate:.0f}", r=f"{record['radius']:.0f}")
                 run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-            if self.step % cfg.checkpoint_every == 0:
+            if main and self.step % cfg.checkpoint_every == 0:
                 save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
-            if self.step % cfg.volume_every == 0:
+            if main and self.step % cfg.volume_every == 0:
                 self.write_volume(run.path / "volumes" / f"step_{self.step:06d}.mrc")
             self.train_seconds += time.time() - t_step  # the step and its bookkeeping
+            if budget < math.inf:
+                self.train_seconds = dist.from_main(self.train_seconds)  # so every rank stops together
         bar.close()
-        save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+        if main:
+            save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
         return self.finish()

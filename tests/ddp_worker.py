@@ -1,0 +1,48 @@
+"""One torchrun rank of tests/test_ddp.py: trains the tiny set and saves what this rank holds.
+
+python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py PARTICLES.star OUT
+writes OUT/run (rank 0's run directory) and OUT/rank{R}.pt: the encoder and volume before
+training (after the warm start), just before ``finish``, and the final map and poses.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+
+from cryoai.data.particles import load_particles
+from cryoai.train import distributed as dist
+from cryoai.train.run_dir import RunDir
+from cryoai.train.trainer import Trainer
+from test_train import tiny_config  # this file's folder is on sys.path when run as a script
+
+
+def copy(module: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def main(star: str, out: str) -> None:
+    dist.init("cpu")
+    assert dist.world_size() == 2
+    out = Path(out)
+    trainer = Trainer(load_particles(star), tiny_config(), RunDir(out / "run", quiet=True), progress=False)
+    saved = {"encoder_init": copy(trainer.encoder)}
+    share, finish = trainer.share_warm_start, trainer.finish
+
+    def share_and_keep():
+        share()
+        saved["volume_warm"] = copy(trainer.volume)
+
+    def keep_and_finish():
+        saved.update(encoder_trained=copy(trainer.encoder), volume_trained=copy(trainer.volume))
+        return finish()
+
+    trainer.share_warm_start, trainer.finish = share_and_keep, keep_and_finish
+    result = trainer.fit()
+    saved.update(volume_final=copy(trainer.volume), rotations=result["rotations"], origins_A=result["origins_A"])
+    torch.save(saved, out / f"rank{dist.rank()}.pt")
+    dist.cleanup()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,105 @@
+"""Data-parallel training and prediction: two CPU ranks (gloo) launched by torchrun.
+
+Each ``torchrun`` call starts fresh interpreters (a few seconds of imports per rank).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import cryoai
+from cryoai.cli.main import main as cli
+from cryoai.data.particles import load_particles
+from cryoai.phantom import phantom_map
+from cryoai.simulate import simulate
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):  # as in test_train.py
+    out = tmp_path_factory.mktemp("tiny")
+    simulate(phantom_map(16, 8.0), 8.0, 120, out, snr=10.0, shift_std_A=4.0, seed=1, progress=False)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args: str, ranks: int = 2) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join([str(Path(cryoai.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_set, tmp_path_factory):
+    """tests/ddp_worker.py on two ranks: what each rank held, and rank 0's run directory."""
+    out = tmp_path_factory.mktemp("ddp")
+    torchrun(str(TESTS / "ddp_worker.py"), str(tiny_set / "particles.star"), str(out))
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    return ranks, out / "run"
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ranks_hold_identical_weights(trained):
+    """After the warm start, after training and after ``finish`` both ranks hold the same
+    encoder, volume and poses, and training changed the weights."""
+    (r0, r1), run = trained
+    for key in ("encoder_init", "volume_warm", "encoder_trained", "volume_trained", "volume_final"):
+        assert same(r0[key], r1[key]), key
+    assert np.array_equal(r0["rotations"], r1["rotations"]) and np.array_equal(r0["origins_A"], r1["origins_A"])
+    assert not same(r0["encoder_init"], r0["encoder_trained"])
+    assert not torch.allclose(r0["volume_warm"]["values"], r0["volume_trained"]["values"])
+    # rank 0 alone wrote the run directory
+    for name in ("volume.mrc", "particles.star", "log.txt", "metrics.jsonl", "checkpoints/last.pt"):
+        assert (run / name).is_file(), name
+    assert (run / "volumes" / "step_000003.mrc").is_file()
+
+
+def test_sharded_predict_matches_one_process(trained, tiny_set, tmp_path):
+    """`torchrun --nproc_per_node 2 -m cryoai predict` writes the poses a single process writes."""
+    _, run = trained
+    star = str(tiny_set / "particles.star")
+    done = torchrun("-m", "cryoai", "predict", str(run), star, "-o", str(tmp_path / "two.star"), "--quiet")
+    assert "on 2 ranks" in done.stdout
+    assert cli(["predict", str(run), star, "-o", str(tmp_path / "one.star"), "--quiet"]) == 0
+    one = load_particles(tmp_path / "one.star", datadir=str(tiny_set))
+    two = load_particles(tmp_path / "two.star", datadir=str(tiny_set))
+    assert len(two) == 120
+    assert np.allclose(one.rotations, two.rotations, atol=1e-3)
+    assert np.allclose(one.origins_A, two.origins_A, atol=1e-2)
+
+
+def test_cli_train_and_resume_on_two_ranks(tiny_set, tmp_path):
+    """`torchrun -m cryoai train` writes one run directory; `--resume` continues it on two ranks."""
+    star, out = str(tiny_set / "particles.star"), tmp_path / "r"
+    torchrun("-m", "cryoai", "train", star, "-o", str(out), "--steps", "2", "--batch-size", "8", "--quiet")
+    assert (out / "report.html").is_file() and (out / "volume.mrc").is_file()
+    log = (out / "log.txt").read_text()
+    assert "× 2 ranks" in log and len(re.findall(r"images at box \d+ in", log)) == 1  # the warm start, logged by one rank
+    torchrun("-m", "cryoai", "train", star, "-o", str(out), "--steps", "4", "--batch-size", "8", "--quiet", "--resume")
+    log = (out / "log.txt").read_text()
+    assert "resumed from step 2" in log and "warm start" not in log.split("resumed from step 2")[1]
+    assert len(load_particles(out / "particles.star", datadir=str(tiny_set))) == 120
