@@ -22,7 +22,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--box", type=int, default=32, help="box in pixels (default 32)")
     parser.add_argument("--apix", type=float, default=5.0, help="pixel size in Å (default 5)")
     parser.add_argument("--snr", default="inf", help="signal-to-noise ratio (default: no noise)")
-    parser.add_argument("--max-minutes", type=float, default=5.0, help="training time limit (default 5)")
+    parser.add_argument("--max-minutes", type=float, default=8.0, help="time limit of the train step, warm start and finish included (default 8)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
 
