@@ -66,15 +66,17 @@ def main() -> None:
                "--loss", args.loss, "--seed", str(args.seed), "--quiet", *args.extra.split())
         wall = time.time() - t0
         metrics = [json.loads(line) for line in open(run / "metrics.jsonl")]
-        timeline = {m["step"]: m for m in metrics if "rot_median_deg" in m}
+        timed = {m["step"]: m for m in metrics if "elapsed_s" in m}
+        posed = {m["step"]: m for m in metrics if "rot_median_deg" in m}
         print(f"\n## {name}: N={args.n}, SNR={args.snr}, loss={args.loss}, seed={args.seed}, wall {wall / 60:.1f} min")
-        print("| step | minutes | median rot err (deg) | within 10 deg | FSC=0.5 vs truth (px) |")
+        print("| step | minutes | median rot err (deg, last check) | within 10 deg | FSC=0.5 vs truth (px) |")
         print("|---|---|---|---|---|")
         for vol in sorted((run / "volumes").glob("step_*.mrc")):
             step = int(vol.stem.split("_")[1])
-            m = timeline.get(step, {})
+            t = timed.get(step, {})
+            m = posed.get(max((s for s in posed if s <= step), default=-1), {})  # the last pose check before it
             res = fsc_vs_truth(vol, data / "truth.mrc", run / f"fsc_{step:06d}")
-            print(f"| {step} | {m.get('elapsed_s', float('nan')) / 60:.1f} | {m.get('rot_median_deg', float('nan')):.1f} | "
+            print(f"| {step} | {t.get('elapsed_s', float('nan')) / 60:.1f} | {m.get('rot_median_deg', float('nan')):.1f} | "
                   f"{m.get('frac_within_10deg', float('nan')):.2f} | {res:.2f} |")
         final = json.loads(cryoai("evaluate", str(run / "particles.star"), "--truth", str(data / "particles.star"),
                                   "--map", str(run / "volume.mrc"), "--truth-map", str(data / "truth.mrc"),
