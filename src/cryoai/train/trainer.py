@@ -1,10 +1,12 @@
 """The training loop: warm start, then encoder and volume trained with the symmetric loss.
 
-Stages (in optimisation steps, see ``TrainConfig``):
-1. warm start: soft-EM projection matching on a fixed subset at a small box gives a volume and
-   the subset's poses (fixed cost, independent of the data-set size);
-2. the encoder learns against that volume, frozen, supervised by the subset's poses;
-3. encoder and volume train together, the supervision fades, the loss radius marches out.
+Stages (placed by the schedule position, see ``TrainConfig`` and ``Trainer.fit``):
+1. warm start: ab initio projection matching on a fixed subset at a small box gives a volume
+   and the subset's poses (fixed cost, independent of the data-set size);
+2. the encoder learns on images rendered from that volume at known poses, then on the data
+   too, the volume frozen, supervised by the subset's poses;
+3. encoder and volume train together, the supervision fades, the loss radius marches out;
+4. finish: poses for every particle (encoder + local refinement) and the final map.
 """
 
 from __future__ import annotations
@@ -303,8 +305,8 @@ class Trainer:
 
         def poses(rows, start=None):  # under torchrun each rank predicts its share
             return predict_poses_sharded(self.encoder, self.volume, data, radius if start is None else refine_radius,
-                                 cfg.loss == "symmetric", device=self.device, progress=self.progress,
-                                 indices=rows, start_poses=start)
+                                         cfg.loss == "symmetric", device=self.device, progress=self.progress,
+                                         indices=rows, start_poses=start)
 
         def load_map(rows, rot, origin):
             spectrum = reconstruct(data, rows, torch.from_numpy(rot).float(), torch.from_numpy(origin / data.apix).float(),
