@@ -41,7 +41,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_particle_args(parser)
     add_cache_arg(parser)
     parser.add_argument("-o", "--out", required=True, help="run directory")
-    parser.add_argument("--max-minutes", type=float, help="stop training after this wall time, then write outputs")
+    parser.add_argument("--max-minutes", type=float,
+                        help="wall-time limit of the whole run (warm start and finish included); the schedule is compressed to fit")
     parser.add_argument("--steps", type=int, help="optimisation steps (default from box and device)")
     parser.add_argument("--epochs", type=float, help="passes over the data (sets --steps)")
     parser.add_argument("--batch-size", type=int)
