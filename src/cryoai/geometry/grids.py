@@ -51,6 +51,13 @@ def half_plane_disc(box: int, radius: float, device=None) -> torch.Tensor:
     return idx[torch.argsort(r2[idx], stable=True)]
 
 
+def radius_grid_3d(size: int, device=None) -> torch.Tensor:
+    """(D, D, D) distance of every voxel from the centre voxel D//2 (voxels)."""
+    f = freq_indices(size, device).to(torch.float32)
+    z, y, x = torch.meshgrid(f, f, f, indexing="ij")
+    return torch.sqrt(x**2 + y**2 + z**2)
+
+
 def circular_mask(box: int, radius: float, device=None) -> torch.Tensor:
     """(L, L) boolean disc of ``radius`` pixels around the centre pixel L//2."""
     f = freq_indices(box, device).to(torch.float32)

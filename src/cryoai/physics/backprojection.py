@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from cryoai.geometry.grids import fft3_centered, ifft3_centered, radius_grid_3d
 from cryoai.physics.shifts import origin_phase
 from cryoai.physics.slicing import slice_coordinates
 
@@ -83,9 +84,7 @@ def backproject(
 
 def shell_index(size: int) -> torch.Tensor:
     """(D, D, D) integer radius (rounded, in voxels) of each voxel of a centred grid of size D."""
-    r = torch.arange(size, dtype=torch.float32) - size // 2
-    rz, ry, rx = torch.meshgrid(r, r, r, indexing="ij")
-    return torch.sqrt(rx**2 + ry**2 + rz**2).round().long()
+    return radius_grid_3d(size).round().long()
 
 
 def wiener_reconstruct(
@@ -122,13 +121,8 @@ def confine_to_box(spectrum: torch.Tensor, box: int, radius_fraction: float = 0.
     A spectrum gridded at oversampling D/box > 1 from box-sized images holds replicas of the
     object in the padded box; the particle lies inside the central box, so the rest is removed.
     """
-    from cryoai.geometry.grids import fft3_centered, ifft3_centered
-
-    size = spectrum.shape[-1]
     volume = ifft3_centered(spectrum)
-    r = torch.arange(size, dtype=torch.float32) - size // 2
-    rz, ry, rx = torch.meshgrid(r, r, r, indexing="ij")
-    dist = torch.sqrt(rx**2 + ry**2 + rz**2)  # a padded-grid voxel is one image pixel wide
+    dist = radius_grid_3d(spectrum.shape[-1])  # a padded-grid voxel is one image pixel wide
     radius = radius_fraction * box
     edge = max(1.0, 0.1 * radius)
     mask = torch.clamp((radius - dist) / edge, 0.0, 1.0)

@@ -41,6 +41,16 @@ def _offsets(dim: int, device) -> torch.Tensor:
     return torch.tensor(list(itertools.product((-1.0, 0.0, 1.0), repeat=dim)), device=device)
 
 
+def _best_rotations(volume, cand: torch.Tensor, model_factor: torch.Tensor, target: torch.Tensor,
+                    freqs: torch.Tensor) -> torch.Tensor:
+    """Per image, the candidate rotation (cand (B, J, 3, 3)) whose slice times ``model_factor``
+    (B, M: CTF × shift phase) is closest to ``target`` (B, M): (B, 3, 3)."""
+    b, j = cand.shape[:2]
+    slices = volume(slice_coordinates(cand.reshape(-1, 3, 3), freqs)).reshape(b, j, -1)
+    best = (slices * model_factor[:, None] - target[:, None]).abs().pow(2).sum(-1).argmin(1)
+    return cand[torch.arange(b), best]
+
+
 @torch.no_grad()
 def refine_poses(volume, rotations: torch.Tensor, origins_px: torch.Tensor, target: torch.Tensor,
                  ctf_values: torch.Tensor | None, freqs: torch.Tensor, rounds=ROUNDS,
@@ -56,18 +66,12 @@ def refine_poses(volume, rotations: torch.Tensor, origins_px: torch.Tensor, targ
     if mirrors:
         flips = mirror_rotations(device=target.device)
         cand = torch.cat([rot[:, None], flips[None] @ rot[:, None]], 1)  # (B, 1 + n, 3, 3)
-        slices = volume(slice_coordinates(cand.reshape(-1, 3, 3), freqs)).reshape(b, cand.shape[1], -1)
-        model = slices * (c * origin_phase(freqs, origin))[:, None]
-        rot = cand[torch.arange(b), (model - target[:, None]).abs().pow(2).sum(-1).argmin(1)]
+        rot = _best_rotations(volume, cand, c * origin_phase(freqs, origin), target, freqs)
     steps, shift_steps = _offsets(3, target.device), _offsets(2, target.device)  # (27, 3), (9, 2)
     for angle_deg, shift_px in rounds:
         # rotations: 27 candidates Δ·A around each pose, at the current shift
         delta = roma.rotvec_to_rotmat(steps * torch.deg2rad(torch.tensor(angle_deg)))  # (27, 3, 3)
-        cand = delta[None] @ rot[:, None]  # (B, 27, 3, 3)
-        slices = volume(slice_coordinates(cand.reshape(-1, 3, 3), freqs)).reshape(b, 27, -1)
-        model = slices * (c * origin_phase(freqs, origin))[:, None]
-        best = (model - target[:, None]).abs().pow(2).sum(-1).argmin(1)
-        rot = cand[torch.arange(b), best]
+        rot = _best_rotations(volume, delta[None] @ rot[:, None], c * origin_phase(freqs, origin), target, freqs)
         # shifts: 9 candidates around the current origin, at the chosen rotation
         slice_best = volume(slice_coordinates(rot, freqs)) * c  # (B, M)
         shift_cand = origin[:, None] + shift_px * shift_steps[None]  # (B, 9, 2)

@@ -39,7 +39,7 @@ import numpy as np
 import roma
 import torch
 
-from cryoai.geometry.grids import half_plane_disc, ifft3_centered
+from cryoai.geometry.grids import half_plane_disc, ifft3_centered, radius_grid_3d
 from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.physics.backprojection import backproject, confine_to_box, shell_index, wiener_reconstruct
 from cryoai.physics.shifts import origin_phase
@@ -112,10 +112,7 @@ def particle_radius(spectrum: torch.Tensor, box: int, level: float = 0.05) -> fl
     """Radius (pixels of the warm-start box) where the radial density profile of a rotationally
     averaged map falls below ``level`` × its peak; None when the map has no positive peak."""
     volume = ifft3_centered(spectrum)
-    size = volume.shape[-1]
-    r = torch.arange(size, dtype=torch.float32) - size // 2
-    rz, ry, rx = torch.meshgrid(r, r, r, indexing="ij")
-    dist = torch.sqrt(rx**2 + ry**2 + rz**2)  # one voxel of the padded grid is one image pixel
+    dist = radius_grid_3d(volume.shape[-1])  # one voxel of the padded grid is one image pixel
     radii = torch.arange(0, box / 2 + 1e-3, 0.25)
     profile = torch.stack([volume[(dist >= q - 0.5) & (dist < q + 0.5)].mean() for q in radii])
     peak = int(profile.argmax())
