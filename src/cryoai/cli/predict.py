@@ -27,6 +27,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--no-refine", action="store_true",
                         help="encoder poses only, without the local refinement against the map (faster, coarser)")
+    parser.add_argument("--workers", type=int,
+                        help="processes reading the next batches ahead (default 0 on the CPU, 4 on a GPU)")
     parser.add_argument("--quiet", action="store_true")
 
 
@@ -47,7 +49,7 @@ def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
     from cryoai.data.particles import write_particles_star
     from cryoai.train.batches import TrainingData
     from cryoai.train.checkpoint import load_checkpoint
-    from cryoai.train.config import TrainConfig
+    from cryoai.train.config import TrainConfig, default_config
     from cryoai.train.distributed import is_main, world_size
     from cryoai.train.predict import predict_poses_sharded
     from cryoai.train.trainer import build_models, loss_radius
@@ -67,9 +69,10 @@ def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
     encoder.load_state_dict(state["encoder"])
     volume.load_state_dict(state["volume"])
     march = loss_radius(cfg, state.get("position", state["step"] / max(cfg.steps, 1)))
+    workers = default_config(particles.box, device).workers if args.workers is None else args.workers
     with torch.no_grad():
         rot, origin = predict_poses_sharded(encoder, volume, data, march, cfg.loss == "symmetric", args.batch_size,
-                                            device, progress=not args.quiet, refine=not args.no_refine)
+                                            device, progress=not args.quiet, refine=not args.no_refine, workers=workers)
     if not is_main():
         return 0
     write_particles_star(args.out, particles, rot, origin)

@@ -8,10 +8,13 @@ variance per Fourier coefficient.
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from cryoai.data.particles import ParticleSet
 from cryoai.geometry.grids import fft2_centered, ifft2_centered
@@ -30,6 +33,17 @@ class Batch:
     spectra: torch.Tensor  # (B, Lt, Lt) complex, centred, normalised
     images: torch.Tensor  # (B, Le, Le) real, for the encoder
     ctf_params: torch.Tensor | None  # (B, 8)
+
+    def to(self, device) -> "Batch":
+        """On ``device`` (asynchronous from pinned memory); the indices stay on the CPU."""
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+        return Batch(self.indices, move(self.spectra), move(self.images), move(self.ctf_params))
+
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies (DataLoader's ``pin_memory`` calls this): asynchronous GPU copies."""
+        ctf = None if self.ctf_params is None else self.ctf_params.pin_memory()
+        return Batch(self.indices, self.spectra.pin_memory(), self.images.pin_memory(), ctf)
 
 
 class TrainingData:
@@ -88,3 +102,33 @@ class TrainingData:
             out[order] = (self.particles.images(idx[order]) - np.float32(self.mean)) / np.float32(self.std)
             return out
         return (ifft2_centered(self._normalised_spectra(idx)) * self.train_box).numpy()
+
+
+class _BatchesOfRows(Dataset):
+    """Item i: the batch of rows ``rows_of(i)``, for i < count."""
+
+    def __init__(self, data: TrainingData, rows_of: Callable[[int], np.ndarray], count: int):
+        self.data, self.rows_of, self.count = data, rows_of, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.data.batch(self.rows_of(i))
+
+
+def batches(data: TrainingData, rows_of: Callable[[int], np.ndarray], count: int, workers: int = 0,
+            pin_memory: bool = False) -> Iterator[Batch]:
+    """The batches of rows ``rows_of(0)``, ``rows_of(1)``, … ``rows_of(count − 1)``, in order.
+
+    With ``workers`` > 0, DataLoader worker processes read, crop and normalise the next batches
+    while the caller computes on this one (``pin_memory``: page-locked, for a GPU). Workers are
+    forked, so ``rows_of`` and the memory-mapped stacks are shared, not pickled; where fork is
+    unavailable (macOS, Windows) the batches are made in this process. Either way the batches
+    are the same.
+    """
+    if workers <= 0 or "fork" not in multiprocessing.get_all_start_methods():
+        return (data.batch(rows_of(i)) for i in range(count))
+    loader = DataLoader(_BatchesOfRows(data, rows_of, count), batch_size=None, num_workers=workers,
+                        pin_memory=pin_memory, multiprocessing_context="fork", prefetch_factor=2)
+    return iter(loader)

@@ -35,6 +35,8 @@ class TrainConfig:
     warm_iterations: int = 14
     final_iterations: int = 4  # after training: reconstruct from the poses, refine them, repeat …
     final_subset: int = 20000  # … on this many particles; then one pass over all of them
+    # data loading
+    workers: int = 0  # DataLoader processes reading the next batches ahead (0: in the training process)
     # bookkeeping
     seed: int = 0
     log_every: int = 25
@@ -52,7 +54,8 @@ def default_config(box: int, device: str, **overrides) -> TrainConfig:
     """Sizes a CPU trains in minutes, and the paper's scale on a GPU.
 
     CPU: train at box ≤ 64, encoder at ≤ 32 (poses to a few degrees; refinement does the rest),
-    batch 64. GPU: box ≤ 128, encoder ≤ 128, batch 128, more steps.
+    batch 64, batches read in the training process. GPU: box ≤ 128, encoder ≤ 128, batch 128,
+    more steps, 4 processes reading batches ahead.
     """
     if device == "cpu":
         train_box = min(box, 64)
@@ -60,7 +63,7 @@ def default_config(box: int, device: str, **overrides) -> TrainConfig:
     else:
         train_box = min(box, 128)
         cfg = TrainConfig(train_box=train_box, encoder_box=min(train_box, 128), batch_size=128,
-                          encoder_widths=(32, 64, 128, 256), steps=10000, fouriernet_hidden=256)
+                          encoder_widths=(32, 64, 128, 256), steps=10000, fouriernet_hidden=256, workers=4)
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)

@@ -14,7 +14,7 @@ from cryoai.geometry.grids import half_plane_disc
 from cryoai.losses import poses_from_winner, rotate_half_turn, squared_error
 from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import render_spectra
-from cryoai.train.batches import TrainingData
+from cryoai.train.batches import TrainingData, batches
 from cryoai.train.refine import refine_poses
 
 
@@ -59,11 +59,13 @@ def encode_both(encoder, volume, batch, idx, freqs, apix: float, symmetric: bool
 def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric: bool = True,
                   batch_size: int = 256, device: str = "cpu", progress: bool = True,
                   indices: np.ndarray | None = None, refine: bool = True,
-                  start_poses: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  start_poses: tuple[np.ndarray, np.ndarray] | None = None,
+                  workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Poses for every particle (or ``indices``): RELION matrices (N, 3, 3) and origins in Å.
 
     The encoder predicts (or ``start_poses`` give, rotations and origins in Å); with ``refine``,
-    a local search against the decoder polishes each pose (``train/refine.py``).
+    a local search against the decoder polishes each pose (``train/refine.py``). ``workers``
+    processes read the next batches meanwhile (``batches``).
     """
     if encoder is not None:
         encoder.eval()
@@ -72,9 +74,12 @@ def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric:
     rows = np.arange(len(data.particles)) if indices is None else np.asarray(indices)
     rotations = np.empty((len(rows), 3, 3), dtype=np.float64)
     origins = np.empty((len(rows), 2), dtype=np.float64)
-    for start in tqdm(range(0, len(rows), batch_size), desc="predict", unit="batch", disable=not progress):
+    starts = range(0, len(rows), batch_size)
+    stream = batches(data, lambda i: rows[starts[i] : starts[i] + batch_size], len(starts), workers,
+                     pin_memory=str(device).startswith("cuda"))
+    for start, batch in tqdm(zip(starts, stream), total=len(starts), desc="predict", unit="batch", disable=not progress):
         sl = slice(start, start + batch_size)
-        batch = data.batch(rows[sl])
+        batch = batch.to(device)
         if start_poses is None:
             r, o, *_ = encode_both(encoder, volume, batch, idx, freqs, data.apix, symmetric, device)
         else:
@@ -92,7 +97,8 @@ def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric:
 def predict_poses_sharded(encoder, volume, data: TrainingData, radius: float, symmetric: bool = True,
                           batch_size: int = 256, device: str = "cpu", progress: bool = True,
                           indices: np.ndarray | None = None, refine: bool = True,
-                          start_poses: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                          start_poses: tuple[np.ndarray, np.ndarray] | None = None,
+                          workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``predict_poses`` under torchrun: each rank predicts its contiguous share of the rows and
     every rank gets all of them back (in order). The same call in a single process."""
     from cryoai.train import distributed as dist
@@ -101,5 +107,5 @@ def predict_poses_sharded(encoder, volume, data: TrainingData, radius: float, sy
     share = dist.shard_range(len(rows))
     start = None if start_poses is None else (start_poses[0][share], start_poses[1][share])
     rot, origin = predict_poses(encoder, volume, data, radius, symmetric, batch_size, device,
-                                progress and dist.is_main(), rows[share], refine, start)
+                                progress and dist.is_main(), rows[share], refine, start, workers)
     return dist.gather_rows(rot, origin)

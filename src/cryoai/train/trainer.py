@@ -30,7 +30,7 @@ from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import render_spectra
 from cryoai.geometry.grids import freq_grid_2d, ifft2_centered
 from cryoai.geometry.rotations import random_rotations
-from cryoai.train.batches import TrainingData, crop_spectra
+from cryoai.train.batches import Batch, TrainingData, batches, crop_spectra
 from cryoai.train import distributed as dist
 from cryoai.train.checkpoint import load_checkpoint, save_checkpoint
 from cryoai.train.config import TrainConfig
@@ -56,18 +56,19 @@ def build_models(cfg: TrainConfig, device: str) -> tuple[PoseEncoder, torch.nn.M
 
 
 def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
-                oversample: int) -> torch.Tensor:
+                oversample: int, workers: int = 0) -> torch.Tensor:
     """A direct Fourier reconstruction (oversampled grid) of ``rows`` at the given poses:
     one streaming pass of back-projection, Wiener-regularised, confined to the box.
-    Under torchrun each rank back-projects its share of the rows and the sums are added up."""
+    Under torchrun each rank back-projects its share of the rows and the sums are added up.
+    ``workers`` processes read the next batches meanwhile (``batches``)."""
     box = data.train_box
     idx, freqs = loss_frequencies(box, box // 2)
     share = dist.shard_range(len(rows))
     rows, rotations, origins_px = rows[share], rotations[share], origins_px[share]
     size = box * oversample
     into = (torch.zeros((size,) * 3, dtype=torch.complex64), torch.zeros((size,) * 3))
-    for start in range(0, len(rows), 256):
-        b = data.batch(rows[start : start + 256])
+    starts = range(0, len(rows), 256)
+    for start, b in zip(starts, batches(data, lambda i: rows[starts[i] : starts[i] + 256], len(starts), workers)):
         c = ctf(freqs / data.apix, b.ctf_params) if b.ctf_params is not None else None
         into = backproject(b.spectra.reshape(len(b.indices), -1)[:, idx], rotations[start : start + 256], freqs,
                            box, c, origins_px[start : start + 256], oversample=oversample, into=into)
@@ -92,6 +93,7 @@ class Trainer:
         self.subset = np.zeros(0, dtype=np.int64)
         self.subset_rot = torch.zeros(0, 3, 3)
         self.subset_origin = torch.zeros(0, 2)
+        self._stream, self._stream_next = None, None  # training batches read ahead (next_batch)
         if resume:
             self._restore(load_checkpoint(run.path / "checkpoints" / "last.pt"))
         self._index_subset()
@@ -182,6 +184,21 @@ class Trainer:
         k = bsz // 4
         return np.concatenate([gen.integers(0, n, bsz - k), self.subset[gen.integers(0, len(self.subset), k)]])
 
+    def next_batch(self, step: int, with_subset: bool) -> Batch:
+        """This rank's share of step ``step``'s batch (``sample_indices``), from a stream that
+        ``cfg.workers`` processes prepare ahead. A request the stream did not foresee (the first,
+        or the subset draw switching off when supervision ends) starts a new one from there."""
+        if self._stream_next != (step, with_subset):
+            rank, world = dist.rank(), dist.world_size()  # dist.shard, with this rank bound for the workers
+
+            def rows_of(i: int) -> np.ndarray:
+                return self.sample_indices(step + i, with_subset)[rank::world]
+
+            self._stream = batches(self.data, rows_of, self.cfg.steps - step, self.cfg.workers,
+                                   pin_memory=str(self.device).startswith("cuda"))
+        self._stream_next = (step + 1, with_subset)
+        return next(self._stream)
+
     def synthetic_batch(self, step: int, n: int):
         """Images rendered from the current volume at known random poses, with the data's CTFs,
         shifts and noise level: unlimited labelled examples that teach the encoder the map's
@@ -232,7 +249,7 @@ class Trainer:
             return self.pretrain_step(step)
         symmetric = cfg.loss == "symmetric"
         w_sup = self.supervision_weight()
-        batch = self.data.batch(dist.shard(self.sample_indices(step, w_sup > 0)))  # this rank's share
+        batch = self.next_batch(step, w_sup > 0).to(self.device)  # this rank's share
         idx, freqs = loss_frequencies(cfg.train_box, self.radius(), self.device)
         self.encoder.train()
         r, o, e1, e2, rot_both, origin_both, won = encode_both(
@@ -306,11 +323,11 @@ class Trainer:
         def poses(rows, start=None):  # under torchrun each rank predicts its share
             return predict_poses_sharded(self.encoder, self.volume, data, radius if start is None else refine_radius,
                                          cfg.loss == "symmetric", device=self.device, progress=self.progress,
-                                         indices=rows, start_poses=start)
+                                         indices=rows, start_poses=start, workers=cfg.workers)
 
         def load_map(rows, rot, origin):
             spectrum = reconstruct(data, rows, torch.from_numpy(rot).float(), torch.from_numpy(origin / data.apix).float(),
-                                   self.volume.oversample)
+                                   self.volume.oversample, cfg.workers)
             self.volume.load_spectrum(spectrum.to(self.device))
 
         subset = np.arange(n)
@@ -319,6 +336,8 @@ class Trainer:
         rot_s, origin_s = poses(subset)
         for it in range(cfg.final_iterations):
             load_map(subset, rot_s, origin_s)
+            if dist.is_main():  # the maps along the way, as during training (time to resolution)
+                self.write_volume(run.path / "volumes" / f"final_round_{it + 1}.mrc")
             rot_s, origin_s = poses(subset, (rot_s, origin_s))
             run.log(f"final refinement {it + 1}/{cfg.final_iterations}: reconstructed from {len(subset)} poses, refined")
         if n > len(subset):
@@ -397,6 +416,7 @@ class Trainer:
             if budget < math.inf:
                 self.train_seconds = dist.from_main(self.train_seconds)  # so every rank stops together
         bar.close()
+        self._stream = self._stream_next = None  # the workers exit
         if main:
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
         return self.finish()

@@ -1,0 +1,94 @@
+"""Amortization, the paper's central claim: time to a fixed resolution on 10k vs 100k images.
+
+For each data-set size N: `cryoai simulate` (same structure, box 64, CTF, shifts σ=5 Å, SNR,
+seed; only N differs), then `cryoai train` with default settings and no time limit. Every map
+the run writes on the way (`volumes/step_*.mrc` during training, `volumes/final_round_*.mrc`
+in the final refinement rounds, `volume.mrc` at the end) is timed by its file time from the
+launch of `cryoai train` and scored by FSC=0.5 against the truth after alignment
+(`cryoai fsc --align`). Time to resolution = the time of the first map at or below the target.
+Prints one table per run and a summary with the ratio to the smallest N (the goal is ≤ 1.2).
+
+Usage: python benchmarks/amortization.py [--structure 4ake] [--sizes 10000,100000] [--snr inf]
+       [--target-px 3.0] [--threads 1] [--out bench_amortization] [--extra "..."]
+A finished run is not trained again (delete its folder to retrain); its maps are re-scored.
+Run it alone on the machine: timings mean nothing with other jobs beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reconstruction import STRUCTURES, cryoai, fsc_vs_truth  # noqa: E402
+
+
+def train_timed(data: Path, run: Path, extra: list[str]) -> dict:
+    """Trains once; the launch time and wall time are kept in RUN/bench_times.json."""
+    times = run / "bench_times.json"
+    if times.is_file() and (run / "volume.mrc").is_file():
+        return json.loads(times.read_text())
+    t0 = time.time()
+    cryoai("train", str(data / "particles.star"), "-o", str(run), "--quiet", *extra)
+    record = {"launched": t0, "wall_s": time.time() - t0}
+    times.write_text(json.dumps(record))
+    return record
+
+
+def maps_in_order(run: Path) -> list[Path]:
+    """The run's maps in the order they were written."""
+    maps = sorted((run / "volumes").glob("step_*.mrc")) + sorted((run / "volumes").glob("final_round_*.mrc"))
+    return maps + [run / "volume.mrc"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--structure", default="4ake", choices=sorted(STRUCTURES))
+    p.add_argument("--sizes", default="10000,100000")
+    p.add_argument("--snr", default="inf")
+    p.add_argument("--target-px", type=float, default=3.0, help="FSC=0.5 resolution to reach (pixels)")
+    p.add_argument("--threads", type=int, default=1, help="OMP/MKL threads of every cryoai process")
+    p.add_argument("--out", default="bench_amortization")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--extra", default="", help="extra arguments for cryoai train (the same for every N)")
+    args = p.parse_args()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+
+    summary = []
+    for n in [int(s) for s in args.sizes.split(",")]:
+        base = Path(args.out) / f"{args.structure}_n{n}_snr{args.snr}"
+        data, run = base / "data", base / f"run_s{args.seed}"
+        if not (data / "particles.star").is_file():
+            source, apix = STRUCTURES[args.structure]
+            cryoai("simulate", *source, "--n", str(n), "--box", "64", "--apix", str(apix), "--snr", args.snr,
+                   "--shift-std-A", "5", "--seed", str(args.seed), "-o", str(data))
+        times = train_timed(data, run, ["--seed", str(args.seed), *args.extra.split()])
+        print(f"\n## {args.structure}, N={n}, SNR={args.snr}: wall {times['wall_s'] / 60:.1f} min")
+        print("| map | minutes from launch | FSC=0.5 vs truth (px) |")
+        print("|---|---|---|")
+        reached = None
+        for vol in maps_in_order(run):
+            minutes = (vol.stat().st_mtime - times["launched"]) / 60
+            res = fsc_vs_truth(vol, data / "truth.mrc", run / f"fsc_{vol.stem}")
+            print(f"| {vol.relative_to(run)} | {minutes:.1f} | {res:.2f} |")
+            if reached is None and res <= args.target_px:
+                reached = minutes
+        summary.append((n, reached, times["wall_s"] / 60, res))
+
+    print(f"\n## Summary: {args.structure}, SNR={args.snr}, target FSC=0.5 ≤ {args.target_px} px, {args.threads} thread(s)")
+    print("| N | minutes to target | ratio to smallest N | total wall (min) | ratio | final FSC=0.5 (px) |")
+    print("|---|---|---|---|---|---|")
+    n0, reached0, wall0, _ = summary[0]
+    for n, reached, wall, res in summary:
+        to_target = f"{reached:.1f}" if reached is not None else "not reached"
+        ratio = f"{reached / reached0:.2f}" if reached is not None and reached0 is not None else "–"
+        print(f"| {n} | {to_target} | {ratio} | {wall:.1f} | {wall / wall0:.2f} | {res:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
