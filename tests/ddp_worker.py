@@ -25,7 +25,8 @@ def main(star: str, out: str) -> None:
     dist.init("cpu")
     assert dist.world_size() == 2
     out = Path(out)
-    trainer = Trainer(load_particles(star), tiny_config(), RunDir(out / "run", quiet=True), progress=False)
+    # workers=1: batches read ahead by a process forked from this rank (its share, bound at the fork)
+    trainer = Trainer(load_particles(star), tiny_config(workers=1), RunDir(out / "run", quiet=True), progress=False)
     saved = {"encoder_init": copy(trainer.encoder)}
     share, finish = trainer.share_warm_start, trainer.finish
 

@@ -46,6 +46,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="optimisation steps (default from box and device)")
     parser.add_argument("--epochs", type=float, help="passes over the data (sets --steps)")
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--precision", choices=["fp32", "bf16"],
+                        help="bf16: the encoder's CNN in bfloat16 (mixed precision, for GPUs that have it); default fp32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (first steps slower)")
     parser.add_argument("--workers", type=int,
                         help="processes reading the next batches ahead (default 0 on the CPU, 4 on a GPU)")
     parser.add_argument("--train-box", type=int, help="Fourier-crop images to this box for training")
@@ -102,6 +105,7 @@ def _train(args: argparse.Namespace, device: str) -> int:
     particles = load_input(args)
     cfg = default_config(particles.box, device, batch_size=args.batch_size, train_box=args.train_box,
                          volume=args.volume, loss=args.loss, seed=args.seed, max_minutes=args.max_minutes, workers=args.workers,
+                         precision=args.precision, compile=args.compile or None,
                          invert=args.invert or None)
     if args.no_warm_start:
         cfg.warm_start = False

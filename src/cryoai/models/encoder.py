@@ -51,9 +51,13 @@ class PoseEncoder(nn.Module):
         nn.init.zeros_(self.shift_head.weight)
         nn.init.zeros_(self.shift_head.bias)
         self.max_shift_px = max_shift_px if max_shift_px is not None else box / 8
+        self.bf16 = False  # the CNN under bfloat16 autocast (mixed precision); the heads stay float32
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.trunk(self.cnn(self.filters(images)))
+        filtered = self.filters(images)
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.trunk(self.cnn(filtered))
+        features = features.float()
         six = self.rotation_head(features).reshape(-1, 3, 2)
         rotations = roma.special_gramschmidt(six)
         origins = self.max_shift_px * torch.tanh(self.shift_head(features))

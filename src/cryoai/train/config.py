@@ -35,6 +35,9 @@ class TrainConfig:
     warm_iterations: int = 14
     final_iterations: int = 4  # after training: reconstruct from the poses, refine them, repeat …
     final_subset: int = 20000  # … on this many particles; then one pass over all of them
+    # speed (for a GPU: measure before relying on them)
+    precision: str = "fp32"  # "bf16": the encoder's CNN under bfloat16 autocast
+    compile: bool = False  # torch.compile the encoder
     # data loading
     workers: int = 0  # DataLoader processes reading the next batches ahead (0: in the training process)
     # bookkeeping

@@ -47,7 +47,13 @@ def loss_radius(cfg: TrainConfig, position: float) -> float:
 
 
 def build_models(cfg: TrainConfig, device: str) -> tuple[PoseEncoder, torch.nn.Module]:
+    """The encoder (its CNN in bfloat16 under ``precision="bf16"``, compiled in place under
+    ``compile``: the state dict is unchanged either way) and the volume, on ``device``."""
     encoder = PoseEncoder(cfg.encoder_box, widths=tuple(cfg.encoder_widths), max_shift_px=cfg.train_box / 8)
+    encoder.bf16 = cfg.precision == "bf16"
+    if cfg.compile:  # the real-valued part (inductor generates no code for the filter bank's FFTs)
+        encoder.cnn.compile()
+        encoder.trunk.compile()
     if cfg.volume == "fouriernet":
         volume = FourierNet(cfg.train_box, hidden=cfg.fouriernet_hidden)
     else:
