@@ -64,7 +64,7 @@ def main() -> None:
         base = Path(args.out) / f"{args.structure}_n{n}_snr{args.snr}"
         data, run = base / "data", base / f"run_s{args.seed}"
         if not (data / "particles.star").is_file():
-            source, apix = STRUCTURES[args.structure]
+            source, apix, _ = STRUCTURES[args.structure]
             cryoai("simulate", *source, "--n", str(n), "--box", "64", "--apix", str(apix), "--snr", args.snr,
                    "--shift-std-A", "5", "--seed", str(args.seed), "-o", str(data))
         times = train_timed(data, run, ["--seed", str(args.seed), *args.extra.split()])

@@ -179,3 +179,13 @@ def test_evaluate_cli_errors_are_one_line(tmp_path, capsys):
                "--map", str(tmp_path / "x.mrc")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "--truth-map" in err
+
+
+def test_evaluate_rejects_an_unknown_point_group(tmp_path, capsys):
+    from cryoai.cli.main import main as cli
+
+    star = tmp_path / "p.star"
+    star.write_text("data_\nloop_\n_rlnImageName\n1@x.mrcs\n")
+    assert cli(["evaluate", str(star), "--truth", str(star), "--symmetry", "I3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "symmetry 'I3'" in err[0] and "Cn or Dn" in err[0]

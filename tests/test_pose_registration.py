@@ -80,3 +80,66 @@ def test_evaluate_poses_metrics():
     assert np.asarray(m["rotation"]).shape == (3, 3)
     m2 = evaluate_poses(pred, truth)
     assert m2["trans_median_px"] is None and m2["rot_median_deg"] == m["rot_median_deg"]
+
+
+def test_point_groups_follow_relion_convention():
+    from cryoai.eval.poses import point_group
+
+    for symbol, k in (("C1", 1), ("C6", 6), ("d3", 6), ("D2", 4)):
+        g = point_group(symbol)
+        assert g.shape == (k, 3, 3)
+        np.testing.assert_allclose(np.linalg.det(g), 1.0, atol=1e-12)
+        # a group: every product is an element, and the elements are distinct
+        products = (g[:, None] @ g[None]).reshape(-1, 1, 3, 3)
+        assert (np.abs(products - g[None]).max(axis=(2, 3)) < 1e-9).any(axis=1).all()
+        assert len({tuple(np.round(m, 6).ravel()) for m in g}) == k
+    quarter_z = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert (np.abs(point_group("C4") - quarter_z).max(axis=(1, 2)) < 1e-12).any()
+    assert (np.abs(point_group("D3") - np.diag([1.0, -1.0, -1.0])).max(axis=(1, 2)) < 1e-12).any()
+    for bad in ("C0", "O", "I2", "6"):
+        with pytest.raises(ValueError):
+            point_group(bad)
+
+
+def test_symmetric_map_gives_the_same_images_at_poses_times_symmetry_transposed():
+    """The convention the registration relies on: for V(S·x) = V(x), poses A and A·Sᵀ project
+    the same image, while S·A (an in-plane turn of the image) does not."""
+    from cryoai.eval.poses import point_group
+    from cryoai.phantom import phantom_map
+    from cryoai.physics.image_model import render_images
+    from cryoai.physics.slicing import fourier_map
+
+    box = 33  # odd, so that np.rot90 turns about the centre voxel (L // 2)
+    v = phantom_map(box, 4.0)
+    v = sum(np.rot90(v, k, axes=(1, 2)) for k in range(4))  # C4 about z (array axes z, y, x)
+    vol = fourier_map(torch.from_numpy(np.ascontiguousarray(v)).float())
+    A = random_rotations(3, np.random.default_rng(5))
+    S = next(m for m in point_group("C4") if abs(np.trace(m) - 1.0) < 1e-9)  # a quarter turn
+
+    def images(poses):
+        return render_images(vol, torch.from_numpy(poses).float(), box, 4.0).numpy()
+
+    ref, same, turned = images(A), images(A @ S.T), images(S @ A)
+    scale = np.abs(ref).max()
+    assert np.abs(same - ref).max() < 1e-3 * scale
+    assert np.abs(turned - ref).max() > 0.2 * scale
+
+
+@pytest.mark.parametrize("symmetry", ["C6", "D3"])
+def test_register_with_symmetry_finds_the_nearest_equivalent_pose(symmetry):
+    """Predictions equal to the truth up to a random symmetry operation per particle, a global
+    rotation, the mirror and noise: C1 sees large errors, the right point group the noise."""
+    from cryoai.eval.poses import point_group
+
+    rng = np.random.default_rng(12)
+    truth = random_rotations(400, rng)
+    group = point_group(symmetry)
+    S = group[rng.integers(0, len(group), len(truth))]
+    pred, noise, bad = _predicted(truth @ np.swapaxes(S, 1, 2), euler_to_matrix(20, 70, -40), "flipped", 3.0, 0.1, rng)
+    plain = evaluate_poses(pred, truth)
+    sym = evaluate_poses(pred, truth, symmetry=symmetry)
+    assert plain["rot_median_deg"] > 30.0
+    assert sym["hand"] == "flipped" and sym["symmetry"] == symmetry and sym["frac_within_10deg"] > 0.85
+    reg = register_rotations(pred, truth, symmetry=symmetry)
+    noise_deg = geodesic_distance_deg(noise, np.eye(3))
+    assert np.median(reg.errors_deg[~bad]) < 1.05 * np.median(noise_deg[~bad])

@@ -3,7 +3,8 @@
 Particles are matched by rlnImageName (cryoSPARC .cs: blob/idx and blob/path), exactly or
 else by image index and stack file name. Ab initio poses live in an arbitrary frame and maybe
 the mirror hand, so one global rotation G and the hand are fitted robustly first
-(R = A·Gᵀ, or J·A·J·Gᵀ for the mirror); the errors are measured after that. Origins are
+(R = A·Gᵀ, or J·A·J·Gᵀ for the mirror); the errors are measured after that, for a symmetric
+truth map (--symmetry) to the nearest of its symmetry-equivalent poses. Origins are
 compared as they are (rotating or mirroring the map changes no image). With --map and
 --truth-map the predicted map is aligned onto the truth (initialised from the pose
 registration, plus a global search) and the FSC = 0.5 / 0.143 resolutions are reported.
@@ -26,6 +27,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--truth", required=True, help="ground-truth poses (.star or .cs) of the same particles")
     parser.add_argument("--map", default=None, help="predicted map (MRC); needs --truth-map")
     parser.add_argument("--truth-map", default=None, help="ground-truth map (MRC), same box and voxel size")
+    parser.add_argument("--symmetry", default="C1",
+                        help="point group of the truth map, RELION's convention (Cn about z, Dn adds a two-fold about x); default C1")
     parser.add_argument("--mask", default=None, help="FSC mask: auto | sphere | MASK.mrc (default: none)")
     parser.add_argument("--apix", type=float, default=None, help="pixel size in Å (overrides the metadata)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -74,6 +77,12 @@ def main(args: argparse.Namespace) -> int:
     from cryoai.data.particles import load_particles
     from cryoai.eval.poses import evaluate_poses
 
+    from cryoai.eval.poses import point_group
+
+    try:
+        point_group(args.symmetry)
+    except ValueError as e:
+        raise InputError(str(e)) from None
     if (args.map is None) != (args.truth_map is None):
         raise InputError("--map and --truth-map go together; give both maps or neither")
     pred = load_particles(args.poses, apix=args.apix)
@@ -85,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
     origins = pred.origins_A is not None and truth.origins_A is not None
     metrics = evaluate_poses(pred.rotations[ip], truth.rotations[it],
                              pred.origins_A[ip] if origins else None, truth.origins_A[it] if origins else None,
-                             truth.apix)
+                             truth.apix, symmetry=args.symmetry)
     metrics.update(n_predicted=len(pred), n_truth=len(truth), apix=truth.apix)
     if args.map is not None:
         from cryoai.cli.fsc import compare_maps, load_map_pair
@@ -110,7 +119,7 @@ def _print_report(m: dict, args: argparse.Namespace) -> None:
     G = np.asarray(m["rotation"])
     angle = np.rad2deg(np.arccos(np.clip((np.trace(G) - 1) / 2, -1, 1)))
     print(f"matched {m['n_particles']} particles ({m['n_predicted']} in {args.poses}, {m['n_truth']} in {args.truth})")
-    print(f"registration: hand {m['hand']}, global rotation {angle:.1f}°, "
+    print(f"registration: symmetry {m['symmetry']}, hand {m['hand']}, global rotation {angle:.1f}°, "
           f"fitted on {100 * m['inlier_fraction']:.1f}% inliers")
     print(f"rotation error: median {m['rot_median_deg']:.2f}°, mean {m['rot_mean_deg']:.2f}°, "
           f"median ‖R − R*‖² {m['rot_median_sqfrob']:.4f}")

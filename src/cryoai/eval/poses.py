@@ -8,6 +8,10 @@ best G maximises Σ tr(A*ᵢᵀ·A_h,i·Gᵀ) = ⟨G, Σ A*ᵢᵀ·A_h,i⟩: the
 M = Σ A*ᵢᵀ·A_h,i. G is the same G as :func:`cryoai.eval.align.align_maps` returns for
 ``align_maps(truth_map, predicted_map)``.
 
+Symmetric truth: if V*(S·u) = V*(u) for the rotations S of a point group, the poses A*·Sᵀ give
+the same images as A*, so each particle's error is the smallest over them: ⟨G, S·Mᵢ⟩ replaces
+⟨G, Mᵢ⟩ (Mᵢ = A*ᵢᵀ·A_h,i), and G is found up to the group.
+
 Translations: neither a rotation of the map nor the mirror changes the images, so both leave the
 in-plane origins unchanged and predicted origins are compared with the truth as they are (a
 global shift of the predicted map would show up as a pose-dependent origin offset; it is not
@@ -18,11 +22,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import re
+
 import numpy as np
 import roma
 import torch
 
 J = np.diag([1.0, 1.0, -1.0])
+
+
+def point_group(symbol: str) -> np.ndarray:
+    """The rotations (K, 3, 3) of point group ``symbol`` in RELION's convention: Cn, n-fold
+    about z; Dn, Cn and n two-fold axes in the xy plane, one along x. C1: the identity."""
+    m = re.fullmatch(r"([CD])(\d+)", symbol.strip().upper())
+    if not m or int(m.group(2)) < 1:
+        raise ValueError(f"symmetry {symbol!r}: give Cn or Dn (n ≥ 1), e.g. C1, C6, D3")
+    n = int(m.group(2))
+    a = 2 * np.pi * np.arange(n) / n
+    c, s = np.cos(a), np.sin(a)
+    cn = np.zeros((n, 3, 3))
+    cn[:, 0, 0], cn[:, 0, 1], cn[:, 1, 0], cn[:, 1, 1], cn[:, 2, 2] = c, -s, s, c, 1.0
+    if m.group(1) == "C":
+        return cn
+    return np.concatenate([cn, np.diag([1.0, -1.0, -1.0]) @ cn])  # the two-fold about x, times Cn
 
 
 @dataclass
@@ -31,7 +53,7 @@ class Registration:
 
     G: np.ndarray
     hand: str  # 'same' or 'flipped'
-    errors_deg: np.ndarray  # (N,) angle between registered prediction and truth
+    errors_deg: np.ndarray  # (N,) angle between registered prediction and (the nearest equivalent of) the truth
     inliers: np.ndarray  # (N,) bool, the particles the final G was fitted on
 
 
@@ -48,43 +70,47 @@ def _procrustes(M: np.ndarray) -> np.ndarray:
     return roma.special_procrustes(torch.as_tensor(M, dtype=torch.float64)).numpy()
 
 
-def _angles(M: np.ndarray, G: np.ndarray) -> np.ndarray:
-    """Angles (deg) of Aᵢ·Gᵀ vs A*ᵢ from Mᵢ = A*ᵢᵀ·Aᵢ: cos θᵢ = (⟨G, Mᵢ⟩ − 1)/2. G may be (K, 3, 3)."""
-    cos = (np.einsum("...ab,nab->...n", G, M) - 1.0) / 2.0
-    return np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0)))
+def _angles(SM: np.ndarray, G: np.ndarray, which: bool = False):
+    """Angles (deg) of Aᵢ·Gᵀ vs the nearest A*ᵢ·Sᵀ from SMₖᵢ = Sₖ·A*ᵢᵀ·Aᵢ (K, N, 3, 3):
+    cos θᵢ = (maxₖ ⟨G, SMₖᵢ⟩ − 1)/2. G may be (H, 3, 3). ``which``: also the maximising k."""
+    dots = np.einsum("...ab,knab->...kn", G, SM)
+    cos = (dots.max(-2) - 1.0) / 2.0
+    angles = np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return (angles, dots.argmax(-2)) if which else angles
 
 
-def _fit_one_hand(M: np.ndarray, rng: np.random.Generator, n_iter: int, min_inlier_deg: float):
-    """Robust G for products Mᵢ: best of single-particle hypotheses and the all-particle fit
-    (by median error on a subset), then Procrustes refits on particles within
-    max(3 × median error, ``min_inlier_deg``) until the inlier set stops changing."""
-    N = M.shape[0]
+def _fit_one_hand(SM: np.ndarray, rng: np.random.Generator, n_iter: int, min_inlier_deg: float):
+    """Robust G for products SMₖᵢ: best of single-particle hypotheses and the all-particle fit
+    (by median error on a subset), then Procrustes refits, each particle with its nearest
+    symmetry copy, on particles within max(3 × median error, ``min_inlier_deg``) until the
+    inlier set stops changing."""
+    N = SM.shape[1]
     sub = rng.choice(N, size=min(N, 2000), replace=False)
-    hyp = np.concatenate([M[rng.choice(N, size=min(N, 64), replace=False)], M.sum(0, keepdims=True)])
+    hyp = np.concatenate([SM[0, rng.choice(N, size=min(N, 64), replace=False)], SM[0].sum(0, keepdims=True)])
     hyp = _procrustes(hyp)
-    G = hyp[int(np.argmin(np.median(_angles(M[sub], hyp), axis=1)))]
+    G = hyp[int(np.argmin(np.median(_angles(SM[:, sub], hyp), axis=1)))]
     inliers = np.ones(N, dtype=bool)
     for _ in range(n_iter):
-        err = _angles(M, G)
+        err, k = _angles(SM, G, which=True)
         new = err <= max(3.0 * np.median(err), min_inlier_deg)
         if new.sum() < 3:
             break
-        G = _procrustes(M[new].sum(0))
+        G = _procrustes(SM[k[new], np.flatnonzero(new)].sum(0))
         if np.array_equal(new, inliers):
             break
         inliers = new
-    return G, _angles(M, G), inliers
+    return G, _angles(SM, G), inliers
 
 
 def register_rotations(
     pred: np.ndarray, truth: np.ndarray, hands: tuple[str, ...] = ("same", "flipped"),
-    n_iter: int = 20, min_inlier_deg: float = 2.0, seed: int = 0,
+    n_iter: int = 20, min_inlier_deg: float = 2.0, seed: int = 0, symmetry: str = "C1",
 ) -> Registration:
     """The global rotation G and hand that best map predicted poses onto the true ones.
 
-    ``pred`` and ``truth`` are (N, 3, 3) RELION matrices of the same particles. Each hand is
-    fitted robustly (outliers are expected in ab initio poses); the hand with the lower median
-    error wins.
+    ``pred`` and ``truth`` are (N, 3, 3) RELION matrices of the same particles; ``symmetry``
+    the point group of the true map (``point_group``). Each hand is fitted robustly (outliers
+    are expected in ab initio poses); the hand with the lower median error wins.
     """
     pred = np.asarray(pred, dtype=np.float64)
     truth = np.asarray(truth, dtype=np.float64)
@@ -94,7 +120,8 @@ def register_rotations(
     for hand in hands:
         A = J @ pred @ J if hand == "flipped" else pred
         M = np.swapaxes(truth, 1, 2) @ A  # Mᵢ = A*ᵢᵀ·A_h,i
-        G, err, inl = _fit_one_hand(M, np.random.default_rng(seed), n_iter, min_inlier_deg)
+        SM = point_group(symmetry)[:, None] @ M[None]  # (K, N, 3, 3): Sₖ·Mᵢ
+        G, err, inl = _fit_one_hand(SM, np.random.default_rng(seed), n_iter, min_inlier_deg)
         if best is None or np.median(err) < np.median(best.errors_deg):
             best = Registration(G=G, hand=hand, errors_deg=err, inliers=inl)
     assert best is not None
@@ -103,9 +130,10 @@ def register_rotations(
 
 def evaluate_poses(
     pred_rot: np.ndarray, true_rot: np.ndarray, pred_origin_A: np.ndarray | None = None,
-    true_origin_A: np.ndarray | None = None, apix: float | None = None,
+    true_origin_A: np.ndarray | None = None, apix: float | None = None, symmetry: str = "C1",
 ) -> dict:
     """Register predicted rotations onto the truth and summarise the errors (JSON-ready dict).
+    ``symmetry``: the true map's point group; each error is then to the nearest equivalent pose.
 
     Keys: ``n_particles``, ``hand``, ``rotation`` (G, 3x3 list), ``inlier_fraction``,
     ``rot_median_sqfrob`` (median ‖R − R*‖²_F after registration; = 4(1 − cos θ)),
@@ -115,12 +143,12 @@ def evaluate_poses(
     origins). Origins are compared unchanged: registration rotates or mirrors the map, which
     leaves every image and so every in-plane origin as it is.
     """
-    reg = register_rotations(pred_rot, true_rot)
-    R = apply_registration(pred_rot, reg.G, reg.hand)
-    sqfrob = ((R - np.asarray(true_rot, dtype=np.float64)) ** 2).sum(axis=(1, 2))
+    reg = register_rotations(pred_rot, true_rot, symmetry=symmetry)
     e = reg.errors_deg
+    sqfrob = 4.0 * (1.0 - np.cos(np.deg2rad(e)))  # ‖R − R*‖²_F of a rotation by θ
     out: dict = {
         "n_particles": int(len(e)),
+        "symmetry": symmetry.strip().upper(),
         "hand": reg.hand,
         "rotation": reg.G.tolist(),
         "inlier_fraction": float(reg.inliers.mean()),
