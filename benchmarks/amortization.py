@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -28,13 +29,19 @@ from reconstruction import STRUCTURES, cryoai, fsc_vs_truth  # noqa: E402
 
 
 def train_timed(data: Path, run: Path, extra: list[str]) -> dict:
-    """Trains once; the launch time and wall time are kept in RUN/bench_times.json."""
+    """Trains once; the launch time, wall time and CPU time (user + system, of the training
+    process: what other jobs on the machine do not inflate) are kept in RUN/bench_times.json."""
     times = run / "bench_times.json"
     if times.is_file() and (run / "volume.mrc").is_file():
         return json.loads(times.read_text())
-    t0 = time.time()
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    t0, c0 = time.time(), cpu()
     cryoai("train", str(data / "particles.star"), "-o", str(run), "--quiet", *extra)
-    record = {"launched": t0, "wall_s": time.time() - t0}
+    record = {"launched": t0, "wall_s": time.time() - t0, "cpu_s": cpu() - c0}
     times.write_text(json.dumps(record))
     return record
 
@@ -78,16 +85,16 @@ def main() -> None:
             print(f"| {vol.relative_to(run)} | {minutes:.1f} | {res:.2f} |")
             if reached is None and res <= args.target_px:
                 reached = minutes
-        summary.append((n, reached, times["wall_s"] / 60, res))
+        summary.append((n, reached, times["wall_s"] / 60, times.get("cpu_s", float("nan")) / 60, res))
 
     print(f"\n## Summary: {args.structure}, SNR={args.snr}, target FSC=0.5 ≤ {args.target_px} px, {args.threads} thread(s)")
-    print("| N | minutes to target | ratio to smallest N | total wall (min) | ratio | final FSC=0.5 (px) |")
-    print("|---|---|---|---|---|---|")
-    n0, reached0, wall0, _ = summary[0]
-    for n, reached, wall, res in summary:
+    print("| N | minutes to target | ratio to smallest N | total wall (min) | ratio | total CPU (min) | ratio | final FSC=0.5 (px) |")
+    print("|---|---|---|---|---|---|---|---|")
+    n0, reached0, wall0, cpu0, _ = summary[0]
+    for n, reached, wall, cpu, res in summary:
         to_target = f"{reached:.1f}" if reached is not None else "not reached"
         ratio = f"{reached / reached0:.2f}" if reached is not None and reached0 is not None else "–"
-        print(f"| {n} | {to_target} | {ratio} | {wall:.1f} | {wall / wall0:.2f} | {res:.2f} |")
+        print(f"| {n} | {to_target} | {ratio} | {wall:.1f} | {wall / wall0:.2f} | {cpu:.1f} | {cpu / cpu0:.2f} | {res:.2f} |")
 
 
 if __name__ == "__main__":
