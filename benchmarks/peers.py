@@ -208,7 +208,7 @@ def fit_map(src: Path, dst: Path, box: int, apix: float, src_apix: float | None 
     peer worked at another box (same physical extent: src_apix·src_box = apix·box), and the right
     voxel size in the header."""
     with mrcfile.open(src, permissive=True) as m:
-        vol = np.asarray(m.data, dtype=np.float32).copy()
+        vol = np.asarray(m.data, dtype=np.float32).reshape(m.data.shape[-3:]).copy()  # ASPIRE: a stack of one
     n = vol.shape[0]
     if n != box:
         f = np.fft.fftshift(np.fft.fftn(vol))
@@ -328,6 +328,11 @@ def drgn_row(method: str, ds: Dataset, n: int, workdir: Path) -> Row:
     kinds = {"pretrain": [dur[e] for e in dur if e == 0], "pose search": [dur[e] for e in dur if e in search],
              "sgd": [dur[e] for e in dur if e >= 1 and e not in search]}
     row.per_epoch_s = {k: float(np.mean(v)) for k, v in kinds.items() if v}
+    pre = re.search(r"Pretrain Epoch: 0 finished in (\d+):(\d\d):([\d.]+)", (workdir / "log.txt").read_text())
+    if pre and "pretrain" in row.per_epoch_s:  # abinit logs it: split off the start-up (imports, loading)
+        t_pre = int(pre.group(1)) * 3600 + int(pre.group(2)) * 60 + float(pre.group(3))
+        row.per_epoch_s = {"start-up": row.per_epoch_s["pretrain"] - t_pre, "pretrain": t_pre,
+                           **{k: v for k, v in row.per_epoch_s.items() if k != "pretrain"}}
     if "pose search" not in row.per_epoch_s:  # the first pose-search epoch did not finish: use the log
         prog = [(t, i) for t, e, i in drgn_progress(workdir / "log.txt") if e == 1]
         if len(prog) >= 2 and prog[-1][1] > prog[0][1]:
@@ -369,13 +374,15 @@ def extrapolate_drgn(row: Row, n_to: int) -> Row | None:
         n_ps, n_sgd = DRGN_ABINIT_HPS_EPOCHS, DRGN_EPOCHS - DRGN_ABINIT_HPS_EPOCHS
     else:
         n_ps, n_sgd = DRGN_HOMO_OLD_PS_EPOCHS, DRGN_EPOCHS - DRGN_HOMO_OLD_PS_EPOCHS
-    pre = pe.get("pretrain", 0.0) * min(n_to, DRGN_PRETRAIN) / min(row.n, DRGN_PRETRAIN)
+    pre = pe.get("start-up", 0.0) + pe.get("pretrain", 0.0) * min(n_to, DRGN_PRETRAIN) / min(row.n, DRGN_PRETRAIN)
     wall = pre + scale * (n_ps * pe["pose search"] + n_sgd * sgd)
-    formula = (f"T = pretrain {pe.get('pretrain', 0):.0f} s × {min(n_to, DRGN_PRETRAIN)}/{min(row.n, DRGN_PRETRAIN)} "
+    formula = (f"T = start-up {pe.get('start-up', 0):.0f} s + pretrain {pe.get('pretrain', 0):.0f} s × "
+               f"{min(n_to, DRGN_PRETRAIN)}/{min(row.n, DRGN_PRETRAIN)} "
                f"+ {n_to}/{row.n} × ({n_ps} × {pe['pose search']:.0f} s "
                f"pose-search epoch + {n_sgd} × {sgd:.0f} s {'SGD' if 'sgd' in pe else 'SGD (not measured, so a lower bound)'} epoch)")
+    status = "extrapolated" if "sgd" in pe else "extrapolated (lower bound)"
     return Row(row.method, row.dataset, n_to, wall_s=wall, per_image_s=row.per_image_s, per_epoch_s={},
-               status="extrapolated", notes=f"{formula}; resolution not measured at this N")
+               status=status, notes=f"{formula}; resolution not measured at this N")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,28 +390,55 @@ def extrapolate_drgn(row: Row, n_to: int) -> Row | None:
 
 
 def run_aspire(bindir: Path, sub: Path, ds: Dataset, n: int, workdir: Path, limit_s: float, args) -> Row:
-    """ASPIRE common lines (peers_aspire_job.py in ASPIRE's environment) under the time limit."""
-    row = Row(f"aspire-{args.aspire_orient}", ds.name, n)
-    result = workdir / "aspire.json"
+    """ASPIRE common lines (peers_aspire_job.py in ASPIRE's environment) under the time limit (a run
+    already recorded in workdir/run.json is only read again)."""
+    method = f"aspire-{args.aspire_orient}"
+    if (workdir / "run.json").is_file():
+        return aspire_row(method, ds, n, workdir)
     cmd = [str(bindir / "python"), str(HERE / "peers_aspire_job.py"), str(sub / "particles.star"), "--apix", str(ds.apix),
            "--orient", args.aspire_orient, "--classes", str(args.aspire_classes), "--n-nbor", str(args.aspire_nbor),
            "--n-theta", str(args.aspire_n_theta), "--downsample", str(args.aspire_downsample), "-o", str(workdir)]
     if "snrinf" in ds.name:  # noise-free: ASPIRE's noise normalisation/whitening would divide by ~0
         cmd.append("--no-noise")
+    # cwd = workdir: ASPIRE writes logs/ and the mean estimator's volume_checkpoint_*.npy there
+    wall, finished, rc = run_limited(cmd, workdir / "log.txt", limit_s, cwd=workdir)
+    (workdir / "run.json").write_text(json.dumps({"wall_s": wall, "finished": finished, "rc": rc, "cmd": cmd}, indent=1))
+    return aspire_row(method, ds, n, workdir)
+
+
+def aspire_row(method: str, ds: Dataset, n: int, workdir: Path) -> Row:
+    """The row of an ASPIRE run from workdir/run.json and the job's aspire.json."""
+    run = json.loads((workdir / "run.json").read_text())
+    row = Row(method, ds.name, n, wall_s=run["wall_s"], per_image_s=run["wall_s"] / n)
+    row.status = "finished" if run["finished"] else ("stopped at the limit" if run["rc"] == -1 else f"failed (rc {run['rc']})")
+    if "--no-noise" in run["cmd"]:
         row.notes += " no-noise set: background normalisation and whitening skipped;"
-    wall, finished, rc = run_limited(cmd, workdir / "log.txt", limit_s)
-    row.wall_s = wall
-    row.status = "finished" if finished else ("stopped at the limit" if rc == -1 else f"failed (rc {rc})")
+    result = workdir / "aspire.json"
     if result.is_file():
         info = json.loads(result.read_text())
         row.per_epoch_s = info.get("stages_s", {})
-        row.per_image_s = wall / n
+        row.notes += f" {info['classes']} class averages of {n};"
         row.notes += " stages " + ", ".join(f"{k} {v:.0f} s" for k, v in row.per_epoch_s.items()) + ";"
-        if finished and Path(info["map"]).is_file():
+        if run["finished"] and Path(info["map"]).is_file():
             score(row, ds, Path(info["map"]), workdir)
             if info.get("map_box") != ds.box:
                 row.notes += f" map at box {info['map_box']} Fourier-padded to {ds.box};"
     return row
+
+
+def extrapolate_aspire(row: Row, n_to: int) -> Row | None:
+    """ASPIRE at `n_to` images: preprocessing and class averaging (every image's class is averaged for
+    the selection) taken ∝ N, common lines and the mean estimator fixed (a fixed number of class
+    averages). The nearest-neighbour search grows faster than N, so this is a lower bound."""
+    st = row.per_epoch_s
+    if row.status != "finished" or "common lines" not in st:
+        return None
+    lin = st.get("preprocess", 0.0) + st.get("class averages", 0.0)
+    fixed = st["common lines"] + st.get("mean estimator", 0.0)
+    wall = lin * n_to / row.n + fixed + (row.wall_s - sum(st.values()))  # + start-up, as measured
+    return Row(row.method, row.dataset, n_to, wall_s=wall, per_image_s=wall / n_to, status="extrapolated (lower bound)",
+               notes=f"T = {n_to}/{row.n} × (preprocess + class averages) {lin:.0f} s + common lines + mean estimator "
+                     f"{fixed:.0f} s + start-up {row.wall_s - sum(st.values()):.0f} s; resolution not measured at this N")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,7 +498,7 @@ def table(rows: list[Row]) -> str:
     """The markdown table (one line per method × dataset × N), then the time-to-resolution curves."""
     lines = ["| method | dataset | N | wall | per image | FSC=0.5 vs truth | status / notes |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        res = f"{r.res_px:.2f} px ({r.res_A:.1f} Å)" if r.res_px is not None else "–"
+        res = f"{r.res_px:.2f} px ({r.res_A:.1f} Å)" if r.res_px is not None else ("no 0.5 crossing" if r.map else "–")
         per = f"{r.per_image_s * 1000:.1f} ms" if r.per_image_s is not None else "–"
         epochs = ", ".join(f"{k} epoch {fmt_time(v)}" for k, v in r.per_epoch_s.items()) if r.method.startswith("drgn") else ""
         notes = "; ".join(x for x in [r.status, epochs, r.notes.strip(" ;")] if x)
@@ -473,7 +507,7 @@ def table(rows: list[Row]) -> str:
     if curves:
         lines += ["", "Time to resolution (maps written during the run; FSC=0.5 px vs truth):", ""]
         for r in curves:
-            pts = ", ".join(f"{fmt_time(t)}: {px:.2f}" for t, px in r.curve)
+            pts = ", ".join(f"{fmt_time(t)}: " + (f"{px:.2f}" if px is not None else "no 0.5 crossing") for t, px in r.curve)
             lines.append(f"- {r.method}, {r.dataset}, N={r.n}: {pts}")
     return "\n".join(lines)
 
@@ -532,7 +566,10 @@ def main() -> None:
                     rows += [x for m in map(int, args.extrapolate_to.split(","))
                              if m > n and (x := extrapolate_drgn(row, m)) is not None]
                 elif method == "aspire":
-                    rows.append(cached(workdir, args.fresh, lambda: run_aspire(bins["aspire"], sub, ds, n, workdir, limit, args)))
+                    row = cached(workdir, args.fresh, lambda: run_aspire(bins["aspire"], sub, ds, n, workdir, limit, args))
+                    rows.append(row)
+                    rows += [x for m in map(int, args.extrapolate_to.split(","))
+                             if m > n and (x := extrapolate_aspire(row, m)) is not None]
                 else:
                     raise SystemExit(f"unknown method {method}")
             if args.run_cryoai:
