@@ -27,8 +27,14 @@ Usage (run it alone on the machine: timings mean nothing with other jobs beside 
       --n 1000,10000 --methods drgn-abinit,drgn-homo-old,aspire --minutes 25 --out /tmp/peers_out \
       --cryoai-run /tmp/bench/4ake_n10000_snrinf/r0 --cryoai-run /tmp/bench/4ake_n10000_snr0.1/r0
 
-A run directory already holding a result (result.json) is reused, so a rerun only does what is
-missing; `--fresh` redoes everything. Outputs: OUT/<dataset>_n<N>/<method>/ (maps, logs, FSC
+cryoDRGN's pose search costs seconds per image on one CPU thread (measured 2026-11-25: abinit
+9.5 s, abinit_homo_old 1.8 s rising to 4.8 s as its radius L ramps up), so on this hardware only a
+few dozen images finish even one pose-search epoch in a time box: use e.g. `--n 32` for its cost
+rows, which are then extrapolated to `--extrapolate-to`.
+
+A run directory already holding a result (result.json, or run.json for a finished peer process)
+is reused, so a rerun only does what is missing; `--fresh` redoes everything; `--report-only`
+runs nothing new and tabulates what --out holds. Outputs: OUT/<dataset>_n<N>/<method>/ (maps, logs, FSC
 curves), OUT/peers.md (the table) and OUT/peers.json (every number).
 """
 
@@ -248,6 +254,7 @@ class Row:
     notes: str = ""
     map: str = ""
     curve: list = field(default_factory=list)  # [(seconds, FSC=0.5 px), ...] for maps written on the way
+    search_epochs_s: list = field(default_factory=list)  # cryoDRGN: each completed pose-search epoch (s)
 
 
 def score(row: Row, ds: Dataset, vol: Path, workdir: Path, src_apix: float | None = None) -> None:
@@ -328,6 +335,9 @@ def drgn_row(method: str, ds: Dataset, n: int, workdir: Path) -> Row:
     kinds = {"pretrain": [dur[e] for e in dur if e == 0], "pose search": [dur[e] for e in dur if e in search],
              "sgd": [dur[e] for e in dur if e >= 1 and e not in search]}
     row.per_epoch_s = {k: float(np.mean(v)) for k, v in kinds.items() if v}
+    row.search_epochs_s = kinds["pose search"]
+    if kinds["pose search"]:
+        row.notes += f" pose-search epochs: {', '.join(f'{v:.0f} s' for v in kinds['pose search'])};"
     pre = re.search(r"Pretrain Epoch: 0 finished in (\d+):(\d\d):([\d.]+)", (workdir / "log.txt").read_text())
     if pre and "pretrain" in row.per_epoch_s:  # abinit logs it: split off the start-up (imports, loading)
         t_pre = int(pre.group(1)) * 3600 + int(pre.group(2)) * 60 + float(pre.group(3))
@@ -374,13 +384,17 @@ def extrapolate_drgn(row: Row, n_to: int) -> Row | None:
         n_ps, n_sgd = DRGN_ABINIT_HPS_EPOCHS, DRGN_EPOCHS - DRGN_ABINIT_HPS_EPOCHS
     else:
         n_ps, n_sgd = DRGN_HOMO_OLD_PS_EPOCHS, DRGN_EPOCHS - DRGN_HOMO_OLD_PS_EPOCHS
+    # pose-search epochs not measured cost at least the last measured one (the searched radius L grows)
+    k, last = len(row.search_epochs_s), (row.search_epochs_s or [pe["pose search"]])[-1]
+    ps_total = k * pe["pose search"] + (n_ps - k) * last if k < n_ps else n_ps * pe["pose search"]
     pre = pe.get("start-up", 0.0) + pe.get("pretrain", 0.0) * min(n_to, DRGN_PRETRAIN) / min(row.n, DRGN_PRETRAIN)
-    wall = pre + scale * (n_ps * pe["pose search"] + n_sgd * sgd)
+    wall = pre + scale * (ps_total + n_sgd * sgd)
     formula = (f"T = start-up {pe.get('start-up', 0):.0f} s + pretrain {pe.get('pretrain', 0):.0f} s × "
                f"{min(n_to, DRGN_PRETRAIN)}/{min(row.n, DRGN_PRETRAIN)} "
-               f"+ {n_to}/{row.n} × ({n_ps} × {pe['pose search']:.0f} s "
-               f"pose-search epoch + {n_sgd} × {sgd:.0f} s {'SGD' if 'sgd' in pe else 'SGD (not measured, so a lower bound)'} epoch)")
-    status = "extrapolated" if "sgd" in pe else "extrapolated (lower bound)"
+               f"+ {n_to}/{row.n} × ({n_ps} pose-search epochs {ps_total:.0f} s "
+               f"({min(k, n_ps)} measured, mean {pe['pose search']:.0f} s; the rest at the last measured "
+               f"{last:.0f} s) + {n_sgd} × {sgd:.0f} s {'SGD' if 'sgd' in pe else 'SGD (not measured, so a lower bound)'} epoch)")
+    status = "extrapolated" if "sgd" in pe and k >= n_ps else "extrapolated (lower bound)"
     return Row(row.method, row.dataset, n_to, wall_s=wall, per_image_s=row.per_image_s, per_epoch_s={},
                status=status, notes=f"{formula}; resolution not measured at this N")
 
@@ -530,6 +544,7 @@ def main() -> None:
     p.add_argument("--peers-home", default=str(Path.home() / ".cache" / "cryoai-peers"))
     p.add_argument("--out", default="peers_out")
     p.add_argument("--fresh", action="store_true", help="ignore results already in --out")
+    p.add_argument("--report-only", action="store_true", help="run nothing new: tabulate what --out holds")
     args = p.parse_args()
 
     out, home = Path(args.out), Path(args.peers_home)
@@ -556,10 +571,14 @@ def main() -> None:
         for n in map(int, args.n.split(",")):
             if n > ds.n:
                 continue
+            if args.report_only and not (out / f"{ds.name}_n{n}").is_dir():
+                continue
             sub = make_subset(ds, n, out / f"{ds.name}_n{n}" / "data")
             limit = args.minutes * 60
             for method in methods:
                 workdir = out / f"{ds.name}_n{n}" / method
+                if args.report_only and not ((workdir / "result.json").is_file() or (workdir / "run.json").is_file()):
+                    continue
                 if method.startswith("drgn"):
                     row = cached(workdir, args.fresh, lambda: run_drgn(method, bins["cryodrgn"], sub, ds, n, workdir, limit, args.epochs))
                     rows.append(row)
@@ -572,7 +591,7 @@ def main() -> None:
                              if m > n and (x := extrapolate_aspire(row, m)) is not None]
                 else:
                     raise SystemExit(f"unknown method {method}")
-            if args.run_cryoai:
+            if args.run_cryoai and not args.report_only:
                 workdir = out / f"{ds.name}_n{n}" / "cryoai"
                 rows.append(cached(workdir, args.fresh, lambda: run_cryoai(ds, sub, n, workdir, limit)))
             write_outputs(out, rows, versions, args)
