@@ -466,7 +466,7 @@ def cryoai_row(run: Path, ds: Dataset, workdir: Path) -> Row:
               for line in (run / "log.txt").read_text().splitlines() if re.match(r"\d{4}-\d\d-\d\d ", line)]
     n = int(re.search(r"^n_particles: (\d+)", (run / "config.yaml").read_text(), re.M).group(1))
     row = Row("cryoai", ds.name, n, wall_s=stamps[-1] - stamps[0],
-              status="finished", notes=f" existing run {run};")
+              status="finished", notes=f" run {run};")
     elapsed = {m["step"]: m["elapsed_s"] for m in map(json.loads, open(run / "metrics.jsonl")) if "elapsed_s" in m}
     for vol in sorted((run / "volumes").glob("step_*.mrc")):
         step = int(vol.stem.split("_")[1])
@@ -591,8 +591,8 @@ def main() -> None:
                              if m > n and (x := extrapolate_aspire(row, m)) is not None]
                 else:
                     raise SystemExit(f"unknown method {method}")
-            if args.run_cryoai and not args.report_only:
-                workdir = out / f"{ds.name}_n{n}" / "cryoai"
+            workdir = out / f"{ds.name}_n{n}" / "cryoai"
+            if args.run_cryoai and not args.report_only or args.report_only and (workdir / "result.json").is_file():
                 rows.append(cached(workdir, args.fresh, lambda: run_cryoai(ds, sub, n, workdir, limit)))
             write_outputs(out, rows, versions, args)
     write_outputs(out, rows, versions, args)
