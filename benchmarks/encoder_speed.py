@@ -79,8 +79,7 @@ def main() -> None:
         encoder = PoseEncoder(args.box, widths=widths).to(device)
         encoder.bf16 = "bf16" in variant
         if "compile" in variant:  # as build_models does
-            encoder.cnn.compile()
-            encoder.trunk.compile()
+            encoder.features = torch.compile(encoder.features)
         first, train, infer = measure(encoder, images, args.steps, device)
         print(f"| {variant} | {first:.1f} | {train:.0f} | {infer:.0f} |")
 

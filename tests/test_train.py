@@ -178,7 +178,10 @@ def test_bf16_encoder_agrees_with_fp32_and_trains(tiny_set, tmp_path):
 
 
 def test_compiled_encoder_is_the_same_model():
-    """--compile keeps the state dict (checkpoints load either way) and the outputs."""
+    """--compile really compiles (dynamo traces a frame), keeps the state dict (checkpoints load
+    either way) and the outputs."""
+    from torch._dynamo.utils import counters
+
     from cryoai.train.trainer import build_models
 
     torch.manual_seed(0)
@@ -187,6 +190,8 @@ def test_compiled_encoder_is_the_same_model():
     compiled, _ = build_models(tiny_config(compile=True), "cpu")
     assert list(eager.state_dict()) == list(compiled.state_dict())
     images = torch.randn(8, 16, 16)
+    counters.clear()
     with torch.no_grad():
         (r0, o0), (r1, o1) = eager.eval()(images), compiled.eval()(images)
+    assert counters["frames"]["ok"] >= 1
     assert torch.allclose(r0, r1, atol=1e-5) and torch.allclose(o0, o1, atol=1e-5)

@@ -53,11 +53,14 @@ class PoseEncoder(nn.Module):
         self.max_shift_px = max_shift_px if max_shift_px is not None else box / 8
         self.bf16 = False  # the CNN under bfloat16 autocast (mixed precision); the heads stay float32
 
+    def features(self, filtered: torch.Tensor) -> torch.Tensor:
+        """The CNN and dense trunk on filter-bank channels (B, C, L, L): (B, hidden) float32.
+        Real-valued throughout, so this is the part ``torch.compile`` can compile."""
+        with torch.autocast(filtered.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.trunk(self.cnn(filtered)).float()
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        filtered = self.filters(images)
-        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            features = self.trunk(self.cnn(filtered))
-        features = features.float()
+        features = self.features(self.filters(images))
         six = self.rotation_head(features).reshape(-1, 3, 2)
         rotations = roma.special_gramschmidt(six)
         origins = self.max_shift_px * torch.tanh(self.shift_head(features))
