@@ -75,9 +75,7 @@ def match_particles(pred: pd.Series, truth: pd.Series, pred_path, truth_path) ->
 
 def main(args: argparse.Namespace) -> int:
     from cryoai.data.particles import load_particles
-    from cryoai.eval.poses import evaluate_poses
-
-    from cryoai.eval.poses import point_group
+    from cryoai.eval.poses import evaluate_poses, point_group
 
     try:
         point_group(args.symmetry)

@@ -104,9 +104,9 @@ def _train(args: argparse.Namespace, device: str) -> int:
 
     particles = load_input(args)
     cfg = default_config(particles.box, device, batch_size=args.batch_size, train_box=args.train_box,
-                         volume=args.volume, loss=args.loss, seed=args.seed, max_minutes=args.max_minutes, workers=args.workers,
-                         precision=args.precision, compile=args.compile or None,
-                         invert=args.invert or None)
+                         volume=args.volume, loss=args.loss, seed=args.seed, max_minutes=args.max_minutes,
+                         invert=args.invert or None, workers=args.workers, precision=args.precision,
+                         compile=args.compile or None)
     if args.no_warm_start:
         cfg.warm_start = False
     if args.epochs is not None:
