@@ -132,3 +132,10 @@ def batches(data: TrainingData, rows_of: Callable[[int], np.ndarray], count: int
     loader = DataLoader(_BatchesOfRows(data, rows_of, count), batch_size=None, num_workers=workers,
                         pin_memory=pin_memory, multiprocessing_context="fork", prefetch_factor=2)
     return iter(loader)
+
+
+def chunked_batches(data: TrainingData, rows: np.ndarray, size: int, workers: int = 0,
+                    pin_memory: bool = False) -> Iterator[tuple[int, Batch]]:
+    """(start, batch of rows[start : start + size]) for start = 0, size, 2·size, … (``batches``)."""
+    starts = range(0, len(rows), size)
+    return zip(starts, batches(data, lambda i: rows[starts[i] : starts[i] + size], len(starts), workers, pin_memory))

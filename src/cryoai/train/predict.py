@@ -14,7 +14,7 @@ from cryoai.geometry.grids import half_plane_disc
 from cryoai.losses import poses_from_winner, rotate_half_turn, squared_error
 from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import render_spectra
-from cryoai.train.batches import TrainingData, batches
+from cryoai.train.batches import TrainingData, chunked_batches
 from cryoai.train.refine import refine_poses
 
 
@@ -74,10 +74,8 @@ def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric:
     rows = np.arange(len(data.particles)) if indices is None else np.asarray(indices)
     rotations = np.empty((len(rows), 3, 3), dtype=np.float64)
     origins = np.empty((len(rows), 2), dtype=np.float64)
-    starts = range(0, len(rows), batch_size)
-    stream = batches(data, lambda i: rows[starts[i] : starts[i] + batch_size], len(starts), workers,
-                     pin_memory=str(device).startswith("cuda"))
-    for start, batch in tqdm(zip(starts, stream), total=len(starts), desc="predict", unit="batch", disable=not progress):
+    stream = chunked_batches(data, rows, batch_size, workers, pin_memory=str(device).startswith("cuda"))
+    for start, batch in tqdm(stream, total=-(-len(rows) // batch_size), desc="predict", unit="batch", disable=not progress):
         sl = slice(start, start + batch_size)
         batch = batch.to(device)
         if start_poses is None:

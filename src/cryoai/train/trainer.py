@@ -30,7 +30,7 @@ from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import render_spectra
 from cryoai.geometry.grids import freq_grid_2d, ifft2_centered
 from cryoai.geometry.rotations import random_rotations
-from cryoai.train.batches import Batch, TrainingData, batches, crop_spectra
+from cryoai.train.batches import Batch, TrainingData, batches, chunked_batches, crop_spectra
 from cryoai.train import distributed as dist
 from cryoai.train.checkpoint import load_checkpoint, save_checkpoint
 from cryoai.train.config import TrainConfig
@@ -72,8 +72,7 @@ def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, o
     rows, rotations, origins_px = rows[share], rotations[share], origins_px[share]
     size = box * oversample
     into = (torch.zeros((size,) * 3, dtype=torch.complex64), torch.zeros((size,) * 3))
-    starts = range(0, len(rows), 256)
-    for start, b in zip(starts, batches(data, lambda i: rows[starts[i] : starts[i] + 256], len(starts), workers)):
+    for start, b in chunked_batches(data, rows, 256, workers):
         c = ctf(freqs / data.apix, b.ctf_params) if b.ctf_params is not None else None
         into = backproject(b.spectra.reshape(len(b.indices), -1)[:, idx], rotations[start : start + 256], freqs,
                            box, c, origins_px[start : start + 256], oversample=oversample, into=into)
