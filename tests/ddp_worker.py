@@ -14,7 +14,8 @@ from cryoai.data.particles import load_particles
 from cryoai.train import distributed as dist
 from cryoai.train.run_dir import RunDir
 from cryoai.train.trainer import Trainer
-from test_train import tiny_config  # this file's folder is on sys.path when run as a script
+from ddp_cli import gloo_threads  # this file's folder is on sys.path when run as a script
+from test_train import tiny_config
 
 
 def copy(module: torch.nn.Module) -> dict:
@@ -43,6 +44,7 @@ def main(star: str, out: str) -> None:
     saved.update(volume_final=copy(trainer.volume), rotations=result["rotations"], origins_A=result["origins_A"])
     torch.save(saved, out / f"rank{dist.rank()}.pt")
     dist.cleanup()
+    assert not gloo_threads(), f"process group still alive after cleanup: {gloo_threads()}"
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def test_sharded_predict_matches_one_process(trained, tiny_set, tmp_path):
     """`torchrun --nproc_per_node 2 -m cryoai predict` writes the poses a single process writes."""
     _, run = trained
     star = str(tiny_set / "particles.star")
-    done = torchrun("-m", "cryoai", "predict", str(run), star, "-o", str(tmp_path / "two.star"), "--quiet")
+    done = torchrun(str(TESTS / "ddp_cli.py"), "predict", str(run), star, "-o", str(tmp_path / "two.star"), "--quiet")
     assert "on 2 ranks" in done.stdout
     assert cli(["predict", str(run), star, "-o", str(tmp_path / "one.star"), "--quiet"]) == 0
     one = load_particles(tmp_path / "one.star", datadir=str(tiny_set))
@@ -95,11 +95,11 @@ def test_sharded_predict_matches_one_process(trained, tiny_set, tmp_path):
 def test_cli_train_and_resume_on_two_ranks(tiny_set, tmp_path):
     """`torchrun -m cryoai train` writes one run directory; `--resume` continues it on two ranks."""
     star, out = str(tiny_set / "particles.star"), tmp_path / "r"
-    torchrun("-m", "cryoai", "train", star, "-o", str(out), "--steps", "2", "--batch-size", "8", "--quiet")
+    torchrun(str(TESTS / "ddp_cli.py"), "train", star, "-o", str(out), "--steps", "2", "--batch-size", "8", "--quiet")
     assert (out / "report.html").is_file() and (out / "volume.mrc").is_file()
     log = (out / "log.txt").read_text()
     assert "× 2 ranks" in log and len(re.findall(r"images at box \d+ in", log)) == 1  # the warm start, logged by one rank
-    torchrun("-m", "cryoai", "train", star, "-o", str(out), "--steps", "4", "--batch-size", "8", "--quiet", "--resume")
+    torchrun(str(TESTS / "ddp_cli.py"), "train", star, "-o", str(out), "--steps", "4", "--batch-size", "8", "--quiet", "--resume")
     log = (out / "log.txt").read_text()
     assert "resumed from step 2" in log and "warm start" not in log.split("resumed from step 2")[1]
     assert len(load_particles(out / "particles.star", datadir=str(tiny_set))) == 120

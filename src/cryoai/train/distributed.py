@@ -66,6 +66,13 @@ def init(device: str) -> str:
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     if not active():
+        # torch.distributed.nn binds the default group as a default argument when it is imported.
+        # Imported after the group exists (torch._dynamo, which roma imports, pulls it in), it
+        # would keep the group alive past destroy_process_group. Gloo's threads would then be torn
+        # down at interpreter exit, which now and then aborts a rank
+        # ("terminate called without an active exception"). Importing it first binds None.
+        import torch.distributed.nn  # noqa: F401
+
         # NCCL for GPU tensors (gradients), Gloo for CPU ones (reconstructions, poses); a long
         # timeout because rank 0 alone writes volumes, checkpoints and the report meanwhile.
         backend = "cpu:gloo,cuda:nccl" if device.startswith("cuda") else "gloo"
