@@ -15,7 +15,7 @@ from cryoai.physics.image_model import render_spectra
 from cryoai.physics.slicing import fourier_map, sample_grid
 from cryoai.simulate import Microscope, draw_ctf
 from cryoai.train.batches import crop_spectra
-from cryoai.train.warmstart import local_perturbations, shift_grid, warm_start
+from cryoai.train.warmstart import _image_factors, _projection_factors, local_perturbations, shift_grid, warm_start
 
 
 def test_splat_is_the_adjoint_of_trilinear_sampling():
@@ -55,6 +55,27 @@ def test_local_perturbations_and_shift_grid():
     assert len(pert) == 19 and angles.min() < 1e-3 and abs(angles.max() - 2.0 * 2**0.5) < 1e-2
     grid = shift_grid(1.0, 0.5)
     assert len(grid) == 13 and grid.norm(dim=1).max() <= 1.0 + 1e-6 and (grid == 0).all(1).any()
+
+
+def test_factored_errors_equal_direct_squared_errors():
+    """The warm start scores poses by one matrix product; it must equal |x − c·S_t·P|² − |x|²
+    summed directly, with phases shared by the images or per image."""
+    g = torch.Generator().manual_seed(0)
+
+    def cplx(*shape):
+        return torch.complex(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g))
+
+    n, t, r, k = 3, 4, 5, 7
+    x, c, proj = cplx(n, k), torch.randn(n, k, generator=g), cplx(r, k)
+    phases = torch.exp(1j * torch.rand(t, k, generator=g) * 6.3)
+    direct = ((x[:, None, None] - c[:, None, None] * phases[None, :, None] * proj[None, None]).abs() ** 2).sum(-1)
+    factored = _image_factors(x, c, phases) @ _projection_factors(proj).T + (x.abs() ** 2).sum(1)[:, None, None]
+    assert torch.allclose(factored, direct, rtol=1e-4, atol=1e-3)
+    # per image: phases (n, T, K) and slices (n, R, K), as in the local search
+    phases_n, proj_n = torch.exp(1j * torch.rand(n, t, k, generator=g) * 6.3), cplx(n, r, k)
+    direct = ((x[:, None, None] - c[:, None, None] * phases_n[:, :, None] * proj_n[:, None]).abs() ** 2).sum(-1)
+    factored = _image_factors(x, c, phases_n) @ _projection_factors(proj_n).transpose(1, 2) + (x.abs() ** 2).sum(1)[:, None, None]
+    assert torch.allclose(factored, direct, rtol=1e-4, atol=1e-3)
 
 
 def test_warm_start_finds_poses_with_ctf_and_shifts():

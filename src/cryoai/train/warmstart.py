@@ -87,19 +87,29 @@ def local_perturbations(step_deg: float) -> torch.Tensor:
 def _scores(x, c, volume, rotations, freqs, shifts, chunk=64):
     """Squared errors |x − c·S_t·P_R|² for every (image, shift, rotation), less |x|².
 
-    One matrix product per chunk of m images: rows [−2·Re w, 2·Im w, c²] with w = conj(x)·c·S_t,
-    columns [Re P, Im P, |P|²], inner dimension 3K. Yields (first, E (m, T, R), |x|² (m,)).
+    One matrix product per chunk of m images (``_image_factors`` by ``_projection_factors``,
+    inner dimension 3K). Yields (first, E (m, T, R), |x|² (m,)).
     """
-    proj = volume(slice_coordinates(rotations, freqs))  # (R, K)
-    rhs = torch.cat([proj.real, proj.imag, proj.abs() ** 2], dim=1)  # (R, 3K)
+    rhs = _projection_factors(volume(slice_coordinates(rotations, freqs)))  # (R, 3K)
     phases = origin_phase(freqs, shifts)  # (T, K)
-    n_shifts = len(shifts)
     for first in range(0, x.shape[0], chunk):
         xs, cs = x[first : first + chunk], c[first : first + chunk]
-        w = (xs.conj() * cs)[:, None, :] * phases[None]  # (m, T, K)
-        lhs = torch.cat([-2 * w.real, 2 * w.imag, (cs**2)[:, None, :].expand(-1, n_shifts, -1)], dim=2)
-        err = (lhs.reshape(-1, rhs.shape[1]) @ rhs.T).reshape(xs.shape[0], n_shifts, -1)
+        lhs = _image_factors(xs, cs, phases)  # (m, T, 3K)
+        err = (lhs.reshape(-1, rhs.shape[1]) @ rhs.T).reshape(xs.shape[0], len(shifts), -1)
         yield first, err, (xs.abs() ** 2).sum(1)
+
+
+def _image_factors(x: torch.Tensor, c: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
+    """Rows [−2·Re w, 2·Im w, c²] with w = conj(x)·c·S_t, for images x and CTFs c (…, K) and
+    shift phases (T, K) shared by all images or (…, T, K) per image: (…, T, 3K)."""
+    w = (x.conj() * c)[..., None, :] * phases
+    return torch.cat([-2 * w.real, 2 * w.imag, (c**2)[..., None, :].expand_as(w.real)], dim=-1)
+
+
+def _projection_factors(proj: torch.Tensor) -> torch.Tensor:
+    """Columns [Re P, Im P, |P|²] of central slices P (…, K): (…, 3K). Their product with
+    ``_image_factors`` is |x − c·S_t·P|² − |x|²."""
+    return torch.cat([proj.real, proj.imag, proj.abs() ** 2], dim=-1)
 
 
 def _soft_assign(score: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -255,9 +265,7 @@ def warm_start(
             cand_t = torch.where(norm > max_shift_px, cand_t * max_shift_px / norm.clamp_min(1e-12), cand_t)
             proj = volume(slice_coordinates(cand_R.reshape(-1, 3, 3), freqs)).reshape(n, len(pert), -1)
             phases = origin_phase(freqs, cand_t.reshape(-1, 2)).reshape(n, len(dshift), -1)
-            w = (x.conj() * c)[:, None, :] * phases  # (n, S, K)
-            lhs = torch.cat([-2 * w.real, 2 * w.imag, (c**2)[:, None, :].expand(-1, len(dshift), -1)], 2)
-            rhs = torch.cat([proj.real, proj.imag, proj.abs() ** 2], 2)  # (n, J, 3K)
+            lhs, rhs = _image_factors(x, c, phases), _projection_factors(proj)  # (n, S, 3K), (n, J, 3K)
             err = lhs @ rhs.transpose(1, 2) + (x.abs() ** 2).sum(1)[:, None, None]  # (n, S, J)
             parts.append((err.reshape(n, -1), cand_R, cand_t))
         noise_var = torch.cat([p[0].amin(1) for p in parts]).mean().clamp_min(1e-12) / n_coef
