@@ -1,6 +1,8 @@
 """Data-parallel training and prediction: two CPU ranks (gloo) launched by torchrun.
 
-Each ``torchrun`` call starts fresh interpreters (a few seconds of imports per rank).
+Each ``torchrun`` call starts fresh interpreters (a few seconds of imports per rank). The CLI
+runs go through ``tests/ddp_cli.py`` (``python -m cryoai`` that also fails when a rank's process
+group outlives the command: gloo threads torn down at exit abort a rank now and then).
 """
 
 from __future__ import annotations
