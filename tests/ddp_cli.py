@@ -6,6 +6,7 @@ finalisation, which now and then aborts the rank ("terminate called without an a
 exception") after all its work is done. Exit code 3 and a line on stderr say it happened.
 """
 
+import faulthandler
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ def gloo_threads() -> list[str]:
 
 
 if __name__ == "__main__":
+    faulthandler.dump_traceback_later(90, exit=True)  # a hung rank prints its stacks (tests/test_ddp.py shows them)
     code = main(sys.argv[1:])
     left = gloo_threads()
     if left:

@@ -5,17 +5,23 @@ writes OUT/run (rank 0's run directory) and OUT/rank{R}.pt: the encoder and volu
 training (after the warm start), just before ``finish``, and the final map and poses.
 """
 
+import faulthandler
 import sys
 from pathlib import Path
 
 import torch
 
 from cryoai.data.particles import load_particles
+from cryoai.train import batches as batches_module
 from cryoai.train import distributed as dist
 from cryoai.train.run_dir import RunDir
 from cryoai.train.trainer import Trainer
 from ddp_cli import gloo_threads  # this file's folder is on sys.path when run as a script
 from test_train import tiny_config
+
+
+def forbidden_loader(*args, **kwargs):
+    raise AssertionError("a DataLoader worker was forked from a rank of a process group")
 
 
 def copy(module: torch.nn.Module) -> dict:
@@ -26,7 +32,8 @@ def main(star: str, out: str) -> None:
     dist.init("cpu")
     assert dist.world_size() == 2
     out = Path(out)
-    # workers=1: batches read ahead by a process forked from this rank (its share, bound at the fork)
+    # workers=1 is asked for, but under a process group no worker may be forked (batches.batches)
+    batches_module.DataLoader = forbidden_loader
     trainer = Trainer(load_particles(star), tiny_config(workers=1), RunDir(out / "run", quiet=True), progress=False)
     saved = {"encoder_init": copy(trainer.encoder)}
     share, finish = trainer.share_warm_start, trainer.finish
@@ -48,4 +55,5 @@ def main(star: str, out: str) -> None:
 
 
 if __name__ == "__main__":
+    faulthandler.dump_traceback_later(90, exit=True)  # a hung rank prints its stacks (tests/test_ddp.py shows them)
     main(*sys.argv[1:])

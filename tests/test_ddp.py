@@ -47,8 +47,12 @@ def torchrun(*args: str, ranks: int = 2) -> subprocess.CompletedProcess:
         env.pop(name, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
            "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    try:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:  # what the ranks printed before they were killed
+        out = "".join(b.decode(errors="replace") if isinstance(b, bytes) else b for b in (e.stdout or "", e.stderr or ""))
+        pytest.fail(f"torchrun timed out after 120 s:\n{out[-20000:]}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-20000:]
     return done
 
 

@@ -28,7 +28,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-refine", action="store_true",
                         help="encoder poses only, without the local refinement against the map (faster, coarser)")
     parser.add_argument("--workers", type=int,
-                        help="processes reading the next batches ahead (default 0 on the CPU, 4 on a GPU)")
+                        help="processes reading the next batches ahead (default 0 on the CPU, 4 on a GPU; none under torchrun)")
     parser.add_argument("--quiet", action="store_true")
 
 

@@ -50,7 +50,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="bf16: the encoder's CNN in bfloat16 (mixed precision, for GPUs that have it); default fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (first steps slower)")
     parser.add_argument("--workers", type=int,
-                        help="processes reading the next batches ahead (default 0 on the CPU, 4 on a GPU)")
+                        help="processes reading the next batches ahead (default 0 on the CPU, 4 on a GPU; none under torchrun)")
     parser.add_argument("--train-box", type=int, help="Fourier-crop images to this box for training")
     parser.add_argument("--volume", choices=["voxel", "fouriernet"], help="volume model (default voxel)")
     parser.add_argument("--loss", choices=["symmetric", "l2"], help="default symmetric")

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cryoai.data.particles import ParticleSet
+from cryoai.train import distributed
 from cryoai.geometry.grids import fft2_centered, ifft2_centered
 
 
@@ -126,8 +127,13 @@ def batches(data: TrainingData, rows_of: Callable[[int], np.ndarray], count: int
     forked, so ``rows_of`` and the memory-mapped stacks are shared, not pickled; where fork is
     unavailable (macOS, Windows) the batches are made in this process. Either way the batches
     are the same.
+
+    Under torchrun (a process group is active) the batches are also made in this process: a
+    child forked from a rank whose process-group threads are running can hang in Python's
+    after-fork start-up, waiting on the interpreter's thread-state lock (seen with gloo under
+    CPython 3.11.7, in about 1 of 20 runs of tests/test_ddp.py), and that stalls every rank.
     """
-    if workers <= 0 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 0 or "fork" not in multiprocessing.get_all_start_methods() or distributed.active():
         return (data.batch(rows_of(i)) for i in range(count))
     loader = DataLoader(_BatchesOfRows(data, rows_of, count), batch_size=None, num_workers=workers,
                         pin_memory=pin_memory, multiprocessing_context="fork", prefetch_factor=2)
