@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cryoai.data.particles import ParticleSet
-from cryoai.train import distributed
 from cryoai.geometry.grids import fft2_centered, ifft2_centered
+from cryoai.train import distributed
 
 
 def crop_spectra(spectra: torch.Tensor, box: int) -> torch.Tensor:
