@@ -39,7 +39,7 @@ class TrainConfig:
     precision: str = "fp32"  # "bf16": the encoder's CNN under bfloat16 autocast
     compile: bool = False  # torch.compile the encoder
     # data loading
-    workers: int = 0  # DataLoader processes reading the next batches ahead (0: in the training process; 0 under torchrun)
+    workers: int = 0  # DataLoader processes reading the next batches ahead (0: in the training process; none under torchrun)
     # bookkeeping
     seed: int = 0
     log_every: int = 25

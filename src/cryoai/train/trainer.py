@@ -193,10 +193,9 @@ class Trainer:
         ``cfg.workers`` processes prepare ahead. A request the stream did not foresee (the first,
         or the subset draw switching off when supervision ends) starts a new one from there."""
         if self._stream_next != (step, with_subset):
-            rank, world = dist.rank(), dist.world_size()  # dist.shard, with this rank bound for the workers
 
             def rows_of(i: int) -> np.ndarray:
-                return self.sample_indices(step + i, with_subset)[rank::world]
+                return dist.shard(self.sample_indices(step + i, with_subset))
 
             self._stream = batches(self.data, rows_of, self.cfg.steps - step, self.cfg.workers,
                                    pin_memory=str(self.device).startswith("cuda"))
