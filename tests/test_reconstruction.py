@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cryoai.cli.fsc import compare_maps
+from cryoai.eval.compare import compare_maps
 from cryoai.data.particles import load_particles
 from cryoai.eval.poses import evaluate_poses
 from cryoai.io.mrc import read_map

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from cryoai.errors import InputError
 
@@ -34,46 +32,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
-def particle_keys(particles) -> pd.Series:
-    """One name per particle: rlnImageName, or for cryoSPARC ``(blob/idx + 1)@blob/path``."""
-    t = particles.table
-    if "rlnImageName" in t.columns:
-        return t["rlnImageName"].astype(str).str.strip().reset_index(drop=True)
-    if {"blob/idx", "blob/path"} <= set(t.columns):
-        idx = (t["blob/idx"].astype(np.int64) + 1).astype(str)
-        return (idx + "@" + t["blob/path"].astype(str).str.lstrip(">")).reset_index(drop=True)
-    raise InputError(f"{particles.path}: no rlnImageName (or blob/idx, blob/path) to match particles by")
-
-
-def _short(keys: pd.Series) -> pd.Series:
-    """``index@path`` → ``index@file name`` with the index as an integer (000012@a/b.mrcs → 12@b.mrcs)."""
-    parts = keys.str.split("@", n=1, expand=True)
-    if parts.shape[1] < 2:
-        return keys
-    idx = pd.to_numeric(parts[0], errors="coerce")
-    names = parts[1].fillna("").map(lambda p: Path(p).name)
-    return idx.map(lambda i: "" if pd.isna(i) else str(int(i))) + "@" + names
-
-
-def match_particles(pred: pd.Series, truth: pd.Series, pred_path, truth_path) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (into pred, into truth) of the particles both files hold."""
-    best: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    for kp, kt in ((pred, truth), (_short(pred), _short(truth))):
-        if kt.duplicated().any():
-            continue
-        pos = pd.Index(kt).get_indexer(kp)
-        ok = np.flatnonzero(pos >= 0)
-        if len(ok) > len(best[0]):
-            best = (ok, pos[ok])
-    if truth.duplicated().any() and _short(truth).duplicated().any():
-        raise InputError(f"{truth_path}: image names repeat, so particles cannot be matched; remove duplicates")
-    if len(best[0]) == 0:
-        raise InputError(f"{pred_path} and {truth_path} share no particle (e.g. {pred.iloc[0]!r} vs "
-                         f"{truth.iloc[0]!r}); give the ground truth of the same particles")
-    return best
-
-
 def main(args: argparse.Namespace) -> int:
+    from cryoai.data.matching import match_particles, particle_keys
     from cryoai.data.particles import load_particles
     from cryoai.eval.poses import evaluate_poses, point_group
 
@@ -95,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
                              truth.apix, symmetry=args.symmetry)
     metrics.update(n_predicted=len(pred), n_truth=len(truth), apix=truth.apix)
     if args.map is not None:
-        from cryoai.cli.fsc import compare_maps, load_map_pair
+        from cryoai.eval.compare import compare_maps, load_map_pair
 
         ref, mov, map_apix = load_map_pair(args.truth_map, args.map, args.apix)
         res = compare_maps(ref, mov, map_apix, align=True, mask=args.mask,

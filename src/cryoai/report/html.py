@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryoai.eval.fsc_files import fsc_curve
 from cryoai.io.atomic import atomic_path
 from cryoai.io.mrc import read_map
 from cryoai.report import chimerax, plots, summary
@@ -128,7 +129,7 @@ def _truth_section(truth: dict) -> list[str]:
     freqs = shell_frequencies(truth["box"], truth["apix"])
     title = f"final map vs {Path(truth['path']).name} (aligned, hand {truth['hand']})"
     return ["<h2>FSC against the truth</h2>", _figure(
-        plots.fsc_curve(truth["fsc"], freqs, title), "FSC curve",
+        fsc_curve(truth["fsc"], freqs, title), "FSC curve",
         f"Fourier shell correlation of the final map with <code>{html.escape(str(truth['path']))}</code>, "
         "resampled to the map's box and voxel size, after aligning the map onto it (rotation, shift, hand; "
         f"search {truth['search']}). "

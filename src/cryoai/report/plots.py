@@ -131,25 +131,6 @@ def pose_histograms(psi_deg: np.ndarray, origin_x_A: np.ndarray | None, origin_y
     return _png(fig)
 
 
-def fsc_curve(curve: np.ndarray, freqs: np.ndarray, title: str = "") -> bytes:
-    """FSC against spatial frequency (axis linear in 1/Å, labelled in Å), lines at 0.5 and 0.143."""
-    curve, freqs = np.asarray(curve), np.asarray(freqs)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(freqs, curve, color="C0", lw=1.5)
-    for t, style in ((0.5, "--"), (0.143, ":")):
-        ax.axhline(t, color="grey", ls=style, lw=1, label=f"FSC = {t}")
-    ticks = np.linspace(0, freqs[-1], 6)[1:]
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{1 / f:.1f}" for f in ticks])
-    ax.set_xlim(0, freqs[-1])
-    ax.set_ylim(min(-0.05, float(curve.min()) - 0.02), 1.05)
-    ax.set(xlabel="resolution (Å); axis linear in 1/Å", ylabel="Fourier shell correlation")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
-
-
 def pose_error_histograms(errors_deg: np.ndarray, trans_errors_A: np.ndarray | None = None) -> bytes:
     """Histogram of the rotation error (after registration) and, if known, the shift error."""
     both = trans_errors_A is not None

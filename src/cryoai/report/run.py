@@ -124,7 +124,7 @@ def compare_poses(run: Run) -> dict | None:
     Returns ``evaluate_poses``'s dict plus ``errors_deg`` (per particle, registered) and
     ``trans_errors_A`` (or None), on at most MAX_POSE_PARTICLES particles matched by image name.
     """
-    from cryoai.cli.evaluate import match_particles, particle_keys
+    from cryoai.data.matching import match_particles, particle_keys
     from cryoai.eval.poses import apply_registration, evaluate_poses
     from cryoai.geometry.rotations import geodesic_distance_deg
 
@@ -169,7 +169,7 @@ def compare_truth_map(volume: np.ndarray, apix: float, truth_path: Path, poses: 
     error < 20°) its G and hand, which are the map's too, start a local alignment; otherwise a
     global search over rotations and both hands runs (seconds at box 24, minutes at box 128).
     """
-    from cryoai.cli.fsc import compare_maps
+    from cryoai.eval.compare import compare_maps
     from cryoai.io.mrc import read_map
     from cryoai.simulate import resample_map
 

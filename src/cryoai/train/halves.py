@@ -17,6 +17,7 @@ import numpy as np
 from cryoai.data.particles import ParticleSet, write_particles_star
 from cryoai.eval.align import align_maps
 from cryoai.eval.fsc import fsc, resolution, sphere_mask
+from cryoai.eval.fsc_files import write_fsc_files
 from cryoai.eval.poses import apply_registration
 from cryoai.io.mrc import read_map, write_map
 from cryoai.train.config import TrainConfig
@@ -74,8 +75,6 @@ def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: 
     box = half1.shape[0]
     curve = fsc(half1, half2, mask=sphere_mask(box))
     res_A, res_px = resolution(curve, 0.143, box, apix)
-
-    from cryoai.cli.fsc import write_fsc_files
 
     write_fsc_files(str(run.path / "fsc"), curve, box, apix, title="half-map FSC (after alignment)")
     write_particles_star(run.path / "particles.star", particles, rotations, origins,
