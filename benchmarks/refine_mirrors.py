@@ -20,7 +20,7 @@ from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.models.voxel import VoxelVolume
 from cryoai.train import predict, refine
 from cryoai.train.batches import TrainingData
-from cryoai.train.trainer import reconstruct
+from cryoai.train.finish import reconstruct
 
 
 def main() -> None:
