@@ -74,9 +74,6 @@ def synthetic_batch(volume: Volume, data: TrainingData, n: int, origin_sd_px: fl
     spectra = spectra.reshape(len(mine), box, box)
     signal = dist.mean_over_ranks(float(spectra.abs().pow(2).mean()), len(mine))
     noise_sd = math.sqrt(max(1.0 - signal, 0.05))
-    g = torch.Generator(device="cpu").manual_seed(int(gen.integers(2**62)))
-    shape = (n, box, box)
-    noise = torch.complex(torch.randn(shape, generator=g), torch.randn(shape, generator=g))[mine]
-    spectra = spectra + (noise_sd / math.sqrt(2)) * noise.to(device)
+    spectra = spectra + white_noise_spectra(n, box, noise_sd, gen)[mine].to(device)  # real noise: Hermitian
     images = ifft2_centered(crop_spectra(spectra, data.encoder_box)) * data.encoder_box
     return images, rot.to(device), origin.to(device)
