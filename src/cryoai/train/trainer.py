@@ -1,12 +1,16 @@
 """The training loop: warm start, then encoder and volume trained with the symmetric loss.
 
-Stages (placed by the schedule position, see ``TrainConfig`` and ``Trainer.fit``):
+Stages (placed by the schedule position: ``train/schedule.py``, ``Trainer.fit``):
 1. warm start: ab initio projection matching on a fixed subset at a small box gives a volume
    and the subset's poses (fixed cost, independent of the data-set size);
 2. the encoder learns on images rendered from that volume at known poses, then on the data
    too, the volume frozen, supervised by the subset's poses;
 3. encoder and volume train together, the supervision fades, the loss radius marches out;
-4. finish: poses for every particle (encoder + local refinement) and the final map.
+4. finish: poses for every particle (encoder + local refinement) and the final map
+   (``train/finish.py``).
+
+The ``Trainer`` holds the models, optimisers, schedule position and checkpoint state; a step's
+losses are in ``train/supervision.py`` and ``losses.py``, the image formation in ``physics/``.
 """
 
 from __future__ import annotations
@@ -188,7 +192,7 @@ class Trainer:
         w_sup = schedule.supervision_weight(cfg, self.position, has_subset)
         batch = self.next_batch(step, w_sup > 0).to(self.device)  # this rank's share
         idx, freqs = loss_frequencies(cfg.train_box, radius, self.device)
-        r, o, e1, e2, rot_both, origin_both, won = encode_both(
+        _, _, e1, e2, rot_both, origin_both, won = encode_both(
             self.encoder, self.volume, batch, idx, freqs, self.data.apix, symmetric, self.device)
         loss = symmetric_loss(e1, e2)[0] if symmetric else e1.mean()
         record = {"step": step + 1, "loss": float(loss.detach()), "radius": radius, "rotated_won": float(won.float().mean())}
@@ -260,27 +264,47 @@ class Trainer:
     def pose_settings(self) -> PoseSettings:
         return PoseSettings(self.radius(), self.cfg.loss == "symmetric", self.device, self.cfg.workers, self.progress)
 
-    def fit(self) -> dict:
-        """Warm start, the training loop, then ``finish``.
+    def training_budget(self) -> float:
+        """Seconds of training loop the ``max_minutes`` limit allows (inf without one): what it
+        leaves after the time already spent and the estimated ``finish``."""
+        cfg = self.cfg
+        if not cfg.max_minutes:
+            return math.inf
+        left = 60 * cfg.max_minutes - self.elapsed_before - (time.time() - self.t_start)
+        finish_s = finish_seconds(self.encoder, self.volume, self.data, self.pose_settings(),
+                                  cfg.final_subset, cfg.final_iterations)
+        budget = dist.from_main(self.train_seconds + max(left - finish_s, 0.0))  # rank 0's clock rules
+        self.run.log(f"training-time budget {budget / 60:.1f} min of the {cfg.max_minutes:g}-minute limit")
+        return budget
+
+    def log_record(self, record: dict, images_per_s: float, bar: tqdm) -> None:
+        """Average a step's record over the ranks, add speed (and, at checkpoints, pose errors),
+        and write it to metrics.jsonl and the log."""
+        record = dist.mean_record(record)  # losses over every rank's share (every rank calls this)
+        record.update(images_per_s=images_per_s, elapsed_s=self.elapsed_before + time.time() - self.t_start)
+        if dist.is_main() and (self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps):
+            errors = self.pose_errors()
+            if errors:
+                record.update({k: errors[k] for k in ("rot_median_deg", "frac_within_10deg", "trans_median_px", "hand")})
+        self.run.metrics(record)
+        bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{images_per_s:.0f}", r=f"{record['radius']:.0f}")
+        self.run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+
+    def fit(self, finish: bool = True) -> dict:
+        """Warm start, the training loop, then ``finish`` (unless ``finish`` is False: then the run
+        ends at the loop's last checkpoint and {} is returned).
 
         The stages are placed by the schedule position: the fraction of ``steps`` done or, under
-        ``max_minutes``, the fraction of the training-time budget spent if that is larger (the
-        budget is what the limit leaves after the warm start and the estimated ``finish``), so a
-        time limit compresses the whole schedule instead of cutting it short.
+        ``max_minutes``, the fraction of the training-time budget spent if that is larger
+        (``training_budget``), so a time limit compresses the whole schedule instead of cutting
+        it short.
         """
         cfg, run = self.cfg, self.run
         self.t_start = time.time()
         if self.step == 0 and cfg.warm_start:
             self.warm_start()
             self.share_warm_start()
-        budget = math.inf
-        if cfg.max_minutes:
-            left = 60 * cfg.max_minutes - self.elapsed_before - (time.time() - self.t_start)
-            finish_s = finish_seconds(self.encoder, self.volume, self.data, self.pose_settings(),
-                                      cfg.final_subset, cfg.final_iterations)
-            budget = self.train_seconds + max(left - finish_s, 0.0)
-            budget = dist.from_main(budget)  # under torchrun, rank 0's clock rules: all stop at one step
-            run.log(f"training-time budget {budget / 60:.1f} min of the {cfg.max_minutes:g}-minute limit")
+        budget = self.training_budget()
         main = dist.is_main()  # under torchrun, rank 0 alone evaluates and writes (RunDir is inert elsewhere)
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not (self.progress and main))
         t_window, n_window = time.time(), 0
@@ -292,17 +316,9 @@ class Trainer:
             n_window += cfg.batch_size
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                record = dist.mean_record(record)  # losses over every rank's share
                 rate = n_window / (time.time() - t_window)
                 t_window, n_window = time.time(), 0
-                record.update(images_per_s=rate, elapsed_s=self.elapsed_before + time.time() - self.t_start)
-                if main and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
-                    errors = self.pose_errors()
-                    if errors:
-                        record.update({k: errors[k] for k in ("rot_median_deg", "frac_within_10deg", "trans_median_px", "hand")})
-                run.metrics(record)
-                bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{rate:.0f}", r=f"{record['radius']:.0f}")
-                run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                self.log_record(record, rate, bar)
             if main and self.step % cfg.checkpoint_every == 0:
                 save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
             if main and self.step % cfg.volume_every == 0:
@@ -314,4 +330,4 @@ class Trainer:
         self._stream = self._stream_next = None  # the workers exit
         if main:
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
-        return self.finish()
+        return self.finish() if finish else {}
