@@ -3,7 +3,7 @@
     python benchmarks/refine_mirrors.py POSES.star TRUTH.star [--rounds 2]
 
 POSES.star: poses of a run (e.g. RUN/particles.star); TRUTH.star: the simulated set with its
-true poses. Each round reconstructs the map from the current poses (as Trainer.finish does)
+true poses. Each round reconstructs the map from the current poses (as train/finish.py does)
 and refines every pose against it (train/refine.py); pose errors after each round, one thread.
 """
 
