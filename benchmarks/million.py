@@ -13,12 +13,14 @@ Stages:
                   random poses: the memory and time of everything that grows with N (reading
                   the STAR, normalisation statistics, pose arrays, writing the output STAR)
   train           ``cryoai train`` machinery on the whole STAR for ``--train-steps`` steps
-                  (warm start + steps + checkpoint), ``Trainer.finish`` replaced by a no-op
-  finish          ``Trainer.finish`` (predict every particle, ``final_iterations`` rounds of
-                  reconstruct + refine, write the STAR) on the first ``--finish-n`` rows
-  finish-io       ``Trainer.finish`` on all ``--n`` rows with its pose predictions and reconstructions
-                  computed for real on 2,000 rows only and copied to the rest: the memory of the
-                  finish at N (everything N-sized) without its hours of compute
+                  (warm start + steps + checkpoint: ``Trainer.fit(finish=False)``)
+  finish          the finish of ``cryoai train`` (``train/finish.final_map_and_poses``: rounds of
+                  reconstruct + refine, predict every particle, the final map; then write the map
+                  and the STAR) on the first ``--finish-n`` rows, from the ``run50`` checkpoint
+  finish-io       the finish's steps (``train/finish.py``) on all ``--n`` rows with its pose
+                  predictions and reconstructions computed for real on 2,000 rows only and tiled
+                  over the rest: the memory of the finish at N (everything N-sized) without its
+                  hours of compute
   preprocess      ``cryoai preprocess`` of the whole STAR into a float16 cache (box 64)
   train-cache     as ``train`` but reading images from that cache
   batches         ``TrainingData.batch`` alone, 400 random batches of 64: from the stacks, then from the
@@ -125,7 +127,7 @@ from cryoai.data.particles import load_particles
 from cryoai.train.config import default_config
 from cryoai.train.run_dir import RunDir
 from cryoai.train.trainer import Trainer
-star, out, steps, finish_n, cache = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+star, out, steps, cache = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
 particles = load_particles(star)
@@ -134,40 +136,52 @@ cfg.steps = steps
 if cache != "-":
     from cryoai.data.cache import attach_cache
     particles = attach_cache(particles, cache, cfg.train_box)
-run = RunDir(out, quiet=True)
-trainer = Trainer(particles, cfg, run, progress=False)
+trainer = Trainer(particles, cfg, RunDir(out, quiet=True), progress=False)
 t1 = time.perf_counter(); print(f"TIMING setup {t1 - t0:.2f} rss {rss():.0f}", flush=True)
-if finish_n < 0:  # finish-io: real work on 2000 rows, results tiled over all N
-    import numpy as np
-    import cryoai.train.trainer as T
-    from cryoai.train.checkpoint import load_checkpoint
-    trainer._restore(load_checkpoint(sys.argv[6] + "/checkpoints/last.pt"))
-    real_predict, real_reconstruct, k = T.predict_poses, T.reconstruct, 2000
-    def predict_poses(encoder, volume, data, *a, start_poses=None, **kw):
-        n = len(data.particles)
-        if start_poses is not None:
-            start_poses = (start_poses[0][:k], start_poses[1][:k])
-        rot, origin = real_predict(encoder, volume, data, *a, indices=np.arange(k), start_poses=start_poses, **kw)
-        reps = -(-n // k)
-        return np.tile(rot, (reps, 1, 1))[:n], np.tile(origin, (reps, 1))[:n]
-    def reconstruct(data, rows, rotations, origins_px, oversample):
-        return real_reconstruct(data, rows[:k], rotations[:k], origins_px[:k], oversample)
-    T.predict_poses, T.reconstruct = predict_poses, reconstruct
-    t1 = time.perf_counter()
-    trainer.finish()
-    t2 = time.perf_counter(); print(f"TIMING finish-io {t2 - t1:.2f} rss {rss():.0f}", flush=True)
-elif finish_n == 0:
-    trainer.finish = lambda: {}
-    trainer.fit()
-    t2 = time.perf_counter(); print(f"TIMING fit {t2 - t1:.2f} rss {rss():.0f}", flush=True)
-else:
-    from cryoai.train.checkpoint import load_checkpoint
-    trainer._restore(load_checkpoint(sys.argv[6] + "/checkpoints/last.pt"))
-    trainer.particles = particles.subset(range(finish_n))
-    trainer.data.particles = trainer.particles
-    t1 = time.perf_counter()
-    trainer.finish()
-    t2 = time.perf_counter(); print(f"TIMING finish {t2 - t1:.2f} rss {rss():.0f}", flush=True)
+trainer.fit(finish=False)
+t2 = time.perf_counter(); print(f"TIMING fit {t2 - t1:.2f} rss {rss():.0f}", flush=True)
+"""
+
+FINISH_DRIVER = """
+import sys, time, resource, numpy as np, torch
+torch.set_num_threads(1)
+from cryoai.data.particles import load_particles, write_particles_star
+from cryoai.io.mrc import write_map
+from cryoai.models.volume_map import volume_to_map
+from cryoai.train import finish
+from cryoai.train.batches import TrainingData
+from cryoai.train.checkpoint import load_checkpoint
+from cryoai.train.config import TrainConfig
+from cryoai.train.schedule import loss_radius
+from cryoai.train.trainer import build_models
+star, out, trained, n_rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def rss(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0 = time.perf_counter()
+state = load_checkpoint(trained + "/checkpoints/last.pt")
+cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
+encoder, volume = build_models(cfg, "cpu")
+encoder.load_state_dict(state["encoder"])
+volume.load_state_dict(state["volume"])
+particles = load_particles(star)
+if n_rows > 0:  # finish: the whole finish on the first n_rows particles
+    particles = particles.subset(range(n_rows))
+data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert, seed=cfg.seed)
+how = finish.PoseSettings(loss_radius(cfg, state["position"]), cfg.loss == "symmetric")
+t1 = time.perf_counter(); print(f"TIMING setup {t1 - t0:.2f} rss {rss():.0f}", flush=True)
+if n_rows > 0:
+    rot, origin = finish.final_map_and_poses(encoder, volume, data, how, cfg.final_subset, cfg.final_iterations, cfg.seed)
+else:  # finish-io: every N-sized step at N, the pose computations and reconstructions on k rows
+    n, k = len(particles), 2000
+    subset = finish.final_subset(n, cfg.final_subset, cfg.seed)
+    rot_s, origin_s = finish.refine_rounds(encoder, volume, data, subset[:k], cfg.final_iterations, how)
+    rot_k, origin_k = finish.predict(encoder, volume, data, np.arange(k), how)  # the pass over all, on k rows
+    reps = -(-n // k)
+    rot, origin = np.tile(rot_k, (reps, 1, 1))[:n], np.tile(origin_k, (reps, 1))[:n]
+    rot[subset[:k]], origin[subset[:k]] = rot_s, origin_s
+    finish.load_reconstruction(volume, data, np.arange(k), (rot[:k], origin[:k]), how)
+write_map(out + "_volume.mrc", volume_to_map(volume, cfg.train_box).numpy(), data.apix)
+write_particles_star(out + "_particles.star", particles, rot, origin)
+t2 = time.perf_counter(); print(f"TIMING finish {t2 - t1:.2f} n {len(rot)} rss {rss():.0f}", flush=True)
 """
 
 PREDICT_IO_DRIVER = """
@@ -261,13 +275,13 @@ def main() -> None:
             cmd = cryoai("predict", str(run), str(pred_stars[n_done]), "-o", str(work / f"{stage}.star"), "--quiet",
                          "--device", "cpu", *extra)
         elif stage in ("train", "train-cache"):
-            cmd = python(TRAIN_DRIVER, str(big), str(work / f"run_{stage}"), str(args.train_steps), "0",
+            cmd = python(TRAIN_DRIVER, str(big), str(work / f"run_{stage}"), str(args.train_steps),
                          str(cache) if stage == "train-cache" else "-")
         elif stage == "finish-io":
-            cmd = python(TRAIN_DRIVER, str(big), str(work / "run_finish_io"), "0", "-1", "-", str(run))
+            cmd = python(FINISH_DRIVER, str(big), str(work / "finish_io"), str(run), "0")
         elif stage == "finish":
             n_done = min(args.finish_n, args.n)
-            cmd = python(TRAIN_DRIVER, str(big), str(work / "run_finish"), "0", str(n_done), "-", str(run))
+            cmd = python(FINISH_DRIVER, str(big), str(work / "finish"), str(run), str(n_done))
         elif stage == "batches":
             cmd = python(BATCH_DRIVER, str(big), str(cache))
         else:  # preprocess

@@ -3,7 +3,7 @@
     python benchmarks/refine_mirrors.py POSES.star TRUTH.star [--rounds 2]
 
 POSES.star: poses of a run (e.g. RUN/particles.star); TRUTH.star: the simulated set with its
-true poses. Each round reconstructs the map from the current poses (as Trainer.finish does)
+true poses. Each round reconstructs the map from the current poses (as train/finish.py does)
 and refines every pose against it (train/refine.py); pose errors after each round, one thread.
 """
 
@@ -20,7 +20,7 @@ from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.models.voxel import VoxelVolume
 from cryoai.train import predict, refine
 from cryoai.train.batches import TrainingData
-from cryoai.train.trainer import reconstruct
+from cryoai.train.finish import reconstruct
 
 
 def main() -> None:

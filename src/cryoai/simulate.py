@@ -27,6 +27,7 @@ from cryoai.io.atomic import atomic_path
 from cryoai.io.mrc import write_map
 from cryoai.io.star import write_star
 from cryoai.physics.image_model import render_images
+from cryoai.physics.noise import sigma_for_snr, white_noise
 from cryoai.physics.slicing import fourier_map
 
 
@@ -196,9 +197,9 @@ def simulate(
                         torch.from_numpy(origins[sl]),
                     ).numpy()
                 if start == 0 and math.isfinite(snr):
-                    noise_sigma = math.sqrt(float(images.var(axis=(1, 2)).mean()) / snr)
+                    noise_sigma = sigma_for_snr(float(images.var(axis=(1, 2)).mean()), snr)
                 if noise_sigma > 0:
-                    images = images + noise_sigma * rng.standard_normal(images.shape).astype(np.float32)
+                    images = images + white_noise(images.shape, noise_sigma, rng)
                 f.seek(data_offset + start * box * box * 4)
                 f.write(np.ascontiguousarray(images, dtype="<f4").tobytes())
                 stats.add(images)

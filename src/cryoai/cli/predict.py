@@ -52,7 +52,8 @@ def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
     from cryoai.train.config import TrainConfig, default_config
     from cryoai.train.distributed import is_main, world_size
     from cryoai.train.predict import predict_poses_sharded
-    from cryoai.train.trainer import build_models, loss_radius
+    from cryoai.train.schedule import loss_radius
+    from cryoai.train.trainer import build_models
 
     state = load_checkpoint(f"{args.run}/checkpoints/last.pt")
     cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})

@@ -54,7 +54,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-box", type=int, help="Fourier-crop images to this box for training")
     parser.add_argument("--volume", choices=["voxel", "fouriernet"], help="volume model (default voxel)")
     parser.add_argument("--loss", choices=["symmetric", "l2"], help="default symmetric")
-    parser.add_argument("--no-warm-start", action="store_true", help="the published method: no projection-matching warm start")
+    parser.add_argument("--no-warm-start", action="store_true",
+                        help="no projection-matching warm start: encoder and volume learn from scratch (with "
+                             "--volume fouriernet, the closest to cryoAI's published method)")
     parser.add_argument("--invert", action="store_true", help="negate images (molecule dark, e.g. not contrast-inverted at extraction)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--halves", action="store_true",

@@ -21,6 +21,13 @@ from cryoai.train.refine import refine_poses
 REFINE_RADIUS = 1 / 4  # refinement compares frequencies up to this fraction of the box (Nyquist 1/2)
 
 
+def refinement_radius(box: int, known_to: float) -> float:
+    """The radius (Fourier pixels) local refinement compares up to: box/4 (``REFINE_RADIUS``), or
+    ``known_to`` if smaller, the radius the volume is known to: the loss radius the training
+    reached for a trained volume, Nyquist (box/2) for a direct reconstruction."""
+    return min(known_to, REFINE_RADIUS * box)
+
+
 def loss_frequencies(box: int, radius: float, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat indices into (box, box) centred spectra and their (M, 2) frequencies in cycles/px."""
     idx = half_plane_disc(box, radius, device)
@@ -63,14 +70,15 @@ def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric:
                   workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Poses for every particle (or ``indices``): RELION matrices (N, 3, 3) and origins in Å.
 
-    The encoder predicts (or ``start_poses`` give, rotations and origins in Å); with ``refine``,
-    a local search against the decoder polishes each pose (``train/refine.py``). ``workers``
-    processes read the next batches meanwhile (``batches``).
+    The encoder predicts (or ``start_poses`` give, rotations and origins in Å), its decoder
+    comparing up to ``radius``, the radius the volume is known to; with ``refine``, a local search
+    against the volume polishes each pose (``train/refine.py``) up to ``refinement_radius``.
+    ``workers`` processes read the next batches meanwhile (``batches``).
     """
     if encoder is not None:
         encoder.eval()
     idx, freqs = loss_frequencies(data.train_box, radius, device)
-    ridx, rfreqs = loss_frequencies(data.train_box, min(radius, REFINE_RADIUS * data.train_box), device)
+    ridx, rfreqs = loss_frequencies(data.train_box, refinement_radius(data.train_box, radius), device)
     rows = np.arange(len(data.particles)) if indices is None else np.asarray(indices)
     rotations = np.empty((len(rows), 3, 3), dtype=np.float64)
     origins = np.empty((len(rows), 2), dtype=np.float64)

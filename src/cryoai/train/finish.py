@@ -1,0 +1,128 @@
+"""After training: the final poses and map (the last stage of ``cryoai train``).
+
+On a fixed-size subset (``final_subset`` particles, all of them in a smaller set): poses from
+the encoder with local refinement, then ``rounds`` of direct reconstruction and refinement
+against it. Then every particle gets its pose from the encoder, refined against that map (the
+subset keeps its own), and the final map is reconstructed from all of them. Only the last two
+passes grow with the data set. Functions of the models and data, so that a benchmark can time
+any part (``benchmarks/million.py``); under torchrun every rank calls them and each does its
+share of every pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cryoai.physics.backprojection import backproject, confine_to_box, wiener_reconstruct
+from cryoai.physics.ctf import ctf
+from cryoai.train import distributed as dist
+from cryoai.train.batches import TrainingData, chunked_batches
+from cryoai.train.predict import loss_frequencies, predict_poses, predict_poses_sharded
+
+Poses = tuple[np.ndarray, np.ndarray]  # RELION rotation matrices (N, 3, 3), origins (N, 2) in Å
+
+
+@dataclass(frozen=True)
+class PoseSettings:
+    """How the finish predicts poses."""
+
+    radius: float  # the loss radius the training reached (Fourier px of the training box)
+    symmetric: bool  # the encoder also sees π-rotated copies (the symmetric loss)
+    device: str = "cpu"
+    workers: int = 0  # processes reading the next batches (train/batches.py)
+    progress: bool = False
+
+
+def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
+                oversample: int, workers: int = 0) -> torch.Tensor:
+    """A direct Fourier reconstruction (oversampled grid) of ``rows`` at the given poses:
+    one streaming pass of back-projection, Wiener-regularised, confined to the box.
+    Under torchrun each rank back-projects its share of the rows and the sums are added up.
+    ``workers`` processes read the next batches meanwhile (``batches``)."""
+    box = data.train_box
+    idx, freqs = loss_frequencies(box, box // 2)
+    share = dist.shard_range(len(rows))
+    rows, rotations, origins_px = rows[share], rotations[share], origins_px[share]
+    size = box * oversample
+    into = (torch.zeros((size,) * 3, dtype=torch.complex64), torch.zeros((size,) * 3))
+    for start, b in chunked_batches(data, rows, 256, workers):
+        c = ctf(freqs / data.apix, b.ctf_params) if b.ctf_params is not None else None
+        into = backproject(b.spectra.reshape(len(b.indices), -1)[:, idx], rotations[start : start + 256], freqs,
+                           box, c, origins_px[start : start + 256], oversample=oversample, into=into)
+    dist.sum_tensors(*into)
+    return confine_to_box(wiener_reconstruct(*into, 0.05), box)
+
+
+def load_reconstruction(volume, data: TrainingData, rows: np.ndarray, poses: Poses, how: PoseSettings) -> None:
+    """Set ``volume`` to the direct reconstruction of ``rows`` at ``poses``."""
+    rotations, origins_A = poses
+    spectrum = reconstruct(data, rows, torch.from_numpy(rotations).float(), torch.from_numpy(origins_A / data.apix).float(),
+                           volume.oversample, how.workers)
+    volume.load_spectrum(spectrum.to(how.device))
+
+
+def predict(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: PoseSettings,
+            start: Poses | None = None) -> Poses:
+    """Poses of ``rows`` (None: all): the encoder's, or ``start``, refined against ``volume``.
+    Given ``start``, the volume is a reconstruction, known to Nyquist: refinement compares up to
+    ``predict.refinement_radius`` of that."""
+    known_to = how.radius if start is None else data.train_box / 2
+    return predict_poses_sharded(encoder, volume, data, known_to, how.symmetric, device=how.device,
+                                 progress=how.progress, indices=rows, start_poses=start, workers=how.workers)
+
+
+def final_subset(n: int, size: int, seed: int) -> np.ndarray:
+    """The sorted rows the refinement rounds use: all ``n`` if n ≤ size, else ``size`` at random."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds: int, how: PoseSettings,
+                  after_round: Callable[[int], None] = lambda k: None,
+                  log: Callable[[str], None] = lambda line: None) -> Poses:
+    """Poses of ``rows`` from the encoder, then ``rounds`` × (reconstruct ``volume`` from them,
+    refine them against it); ``after_round(k)`` after round k's reconstruction (1-based)."""
+    poses = predict(encoder, volume, data, rows, how)
+    for k in range(1, rounds + 1):
+        load_reconstruction(volume, data, rows, poses, how)
+        after_round(k)
+        poses = predict(encoder, volume, data, rows, how, start=poses)
+        log(f"final refinement {k}/{rounds}: reconstructed from {len(rows)} poses, refined")
+    return poses
+
+
+def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, subset_size: int, rounds: int,
+                        seed: int, after_round: Callable[[int], None] = lambda k: None,
+                        log: Callable[[str], None] = lambda line: None) -> Poses:
+    """The finish (module docstring): returns every particle's pose and leaves ``volume`` holding
+    the map reconstructed from all of them."""
+    n = len(data.particles)
+    subset = final_subset(n, subset_size, seed)
+    rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log)
+    if n > len(subset):
+        rot, origin = predict(encoder, volume, data, None, how)
+        rot[subset], origin[subset] = rot_s, origin_s
+        log(f"poses for all {n} particles predicted and refined")
+    else:
+        rot, origin = rot_s, origin_s
+    load_reconstruction(volume, data, np.arange(n), (rot, origin), how)
+    return rot, origin
+
+
+def finish_seconds(encoder, volume, data: TrainingData, how: PoseSettings, subset_size: int, rounds: int) -> float:
+    """Estimated wall time of ``final_map_and_poses``: predicting and refining 256 images, timed,
+    scaled to the passes it makes, plus a third for the reconstructions."""
+    rows = np.arange(min(256, len(data.particles)))
+    t0 = time.time()
+    predict_poses(encoder, volume, data, how.radius, device=how.device, progress=False, indices=rows)
+    per_image = (time.time() - t0) / len(rows)
+    n = len(data.particles)
+    subset = min(n, subset_size)
+    passes = subset * (rounds + 1) + (n - subset)
+    return 1.3 * per_image * passes / dist.world_size()  # under torchrun the ranks share the passes

@@ -1,0 +1,59 @@
+"""Pose supervision: the pose loss, and synthetic images with the data's noise level."""
+
+from __future__ import annotations
+
+import mrcfile
+import numpy as np
+import pytest
+import torch
+
+from cryoai.data.particles import load_particles
+from cryoai.losses import HALF_TURN
+from cryoai.models.voxel import VoxelVolume
+from cryoai.train.batches import TrainingData
+from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
+
+
+def test_pose_loss_by_hand():
+    """|R − R*|²_F + 0.1·|o − o*|²: I against a half turn about z is 4 + 4, a 1-px shift 0.1."""
+    rot = torch.eye(3).expand(2, 3, 3)
+    loss = pose_loss(rot, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.stack([HALF_TURN, torch.eye(3)]), torch.zeros(2, 2))
+    assert loss.tolist() == pytest.approx([8.1, 0.0])
+
+
+def test_subset_pose_loss_supervises_the_rotated_copy_with_the_turned_pose():
+    """Under the symmetric loss, the π-rotated copy's target is HALF_TURN·R* with origin −o*."""
+    target_r, target_o = torch.eye(3)[None], torch.tensor([[2.0, -1.0]])
+    rot_both = torch.stack([torch.eye(3), HALF_TURN])  # the image, then its rotated copy: both exact
+    origin_both = torch.tensor([[2.0, -1.0], [-2.0, 1.0]])
+    sel = torch.tensor([0])
+    assert float(subset_pose_loss(rot_both, origin_both, sel, target_r, target_o, symmetric=True)) == pytest.approx(0.0)
+    wrong = torch.stack([torch.eye(3), torch.eye(3)])
+    assert float(subset_pose_loss(wrong, origin_both, sel, target_r, target_o, symmetric=True)) == pytest.approx(8.0)
+    assert float(subset_pose_loss(wrong[:1], origin_both[:1], sel, target_r, target_o, symmetric=False)) == 0.0
+
+
+@pytest.fixture(scope="module")
+def noise_data(tmp_path_factory):
+    """A stack of pure white noise (box 32), prepared for training at box 32, encoder box 16."""
+    path = tmp_path_factory.mktemp("noise") / "noise.mrcs"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.random.default_rng(0).standard_normal((400, 32, 32)).astype(np.float32))
+        mrc.voxel_size = 4.0
+    return TrainingData(load_particles(path, apix=4.0), 32, 16)
+
+
+def test_synthetic_images_carry_the_data_noise_variance(noise_data):
+    """Rendered from an empty volume, a synthetic batch is all noise at the data's level: the
+    encoder images it sees have the variance of a pure-noise data batch's (half of it while the
+    noise was complex per coefficient and only the real image kept)."""
+    data_var = float(noise_data.batch(np.arange(400)).images.var())
+    images, rot, origin = synthetic_batch(VoxelVolume(32, 2), noise_data, 400, 1.0, seed=0, step=0)
+    assert images.shape == (400, 16, 16) and rot.shape == (400, 3, 3) and origin.shape == (400, 2)
+    assert float(images.var()) / data_var == pytest.approx(1.0, abs=0.05)
+
+
+def test_synthetic_batch_is_a_function_of_seed_and_step(noise_data):
+    volume = VoxelVolume(32, 2)
+    a, b, c = (synthetic_batch(volume, noise_data, 8, 1.0, seed=0, step=s)[0] for s in (3, 3, 4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
