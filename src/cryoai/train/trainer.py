@@ -32,7 +32,7 @@ from cryoai.geometry.grids import freq_grid_2d, ifft2_centered
 from cryoai.geometry.rotations import random_rotations
 from cryoai.train.batches import Batch, TrainingData, batches, chunked_batches, crop_spectra
 from cryoai.train import distributed as dist
-from cryoai.train.checkpoint import load_checkpoint, save_checkpoint
+from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
 from cryoai.train.predict import REFINE_RADIUS, encode_both, loss_frequencies, predict_poses, predict_poses_sharded
 from cryoai.train.run_dir import RunDir
@@ -99,7 +99,7 @@ class Trainer:
         self.subset_origin = torch.zeros(0, 2)
         self._stream, self._stream_next = None, None  # training batches read ahead (next_batch)
         if resume:
-            self._restore(load_checkpoint(run.path / "checkpoints" / "last.pt"))
+            self._restore(load_checkpoint(run.path / "checkpoints" / "last.pt", cfg))  # refuses other settings
         self._index_subset()
         dist.broadcast_module(self.encoder)  # under torchrun: rank 0's weights everywhere (as DDP does)
         dist.broadcast_module(self.volume)
@@ -392,34 +392,38 @@ class Trainer:
         main = dist.is_main()  # under torchrun, rank 0 alone evaluates and writes (RunDir is inert elsewhere)
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not (self.progress and main))
         t_window, n_window = time.time(), 0
-        while self.step < cfg.steps and self.train_seconds < budget:
-            self.position = max(self.step / cfg.steps, self.train_seconds / budget)
-            t_step = time.time()
-            record = self.train_step(self.step)
-            self.step += 1
-            n_window += cfg.batch_size
-            bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                record = dist.mean_record(record)  # losses over every rank's share
-                rate = n_window / (time.time() - t_window)
-                t_window, n_window = time.time(), 0
-                record.update(images_per_s=rate, elapsed_s=self.elapsed_before + time.time() - self.t_start)
-                if main and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
-                    errors = self.pose_errors()
-                    if errors:
-                        record.update({k: errors[k] for k in ("rot_median_deg", "frac_within_10deg", "trans_median_px", "hand")})
-                run.metrics(record)
-                bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{rate:.0f}", r=f"{record['radius']:.0f}")
-                run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-            if main and self.step % cfg.checkpoint_every == 0:
-                save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
-            if main and self.step % cfg.volume_every == 0:
-                self.write_volume(run.path / "volumes" / f"step_{self.step:06d}.mrc")
-            self.train_seconds += time.time() - t_step  # the step and its bookkeeping
-            if budget < math.inf:
-                self.train_seconds = dist.from_main(self.train_seconds)  # so every rank stops together
+        with sigint_at_step_end(enabled=dist.world_size() == 1) as interrupted:  # Ctrl-C: stop after this step
+            while self.step < cfg.steps and self.train_seconds < budget and not interrupted():
+                self.position = max(self.step / cfg.steps, self.train_seconds / budget)
+                t_step = time.time()
+                record = self.train_step(self.step)
+                self.step += 1
+                n_window += cfg.batch_size
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    record = dist.mean_record(record)  # losses over every rank's share
+                    rate = n_window / (time.time() - t_window)
+                    t_window, n_window = time.time(), 0
+                    record.update(images_per_s=rate, elapsed_s=self.elapsed_before + time.time() - self.t_start)
+                    if main and (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps):
+                        errors = self.pose_errors()
+                        if errors:
+                            keys = ("rot_median_deg", "frac_within_10deg", "trans_median_px", "hand")
+                            record.update({k: errors[k] for k in keys})
+                    run.metrics(record)
+                    bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{rate:.0f}", r=f"{record['radius']:.0f}")
+                    run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+                if main and self.step % cfg.checkpoint_every == 0:
+                    save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+                if main and self.step % cfg.volume_every == 0:
+                    self.write_volume(run.path / "volumes" / f"step_{self.step:06d}.mrc")
+                self.train_seconds += time.time() - t_step  # the step and its bookkeeping
+                if budget < math.inf:
+                    self.train_seconds = dist.from_main(self.train_seconds)  # so every rank stops together
         bar.close()
         self._stream = self._stream_next = None  # the workers exit
         if main:
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+        if interrupted():  # the checkpoint holds this step: `--resume` continues from it
+            raise Interrupted(self.step)
         return self.finish()
