@@ -26,13 +26,13 @@ from cryoai.data.particles import load_particles
 from cryoai.errors import InputError
 from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
-from cryoai.train.checkpoint import Interrupted
+from cryoai.train.checkpoint import Interrupted, save_checkpoint
 from cryoai.train.config import default_config
 from cryoai.train.halves import train_halves
 from cryoai.train.run_dir import RunDir, release_lock, take_lock
 from cryoai.train.trainer import Trainer
 
-STEPS = 150  # long enough that Ctrl-C lands inside training, after the first log line (step 25)
+STEPS = 60  # long enough that Ctrl-C lands inside training, after the first log line (step 25)
 
 # `cryoai train` with the sizes a GPU run would choose (wider encoder, …), run on the CPU: what
 # a GPU run leaves in OUT, for a resume on the CPU.
@@ -192,7 +192,9 @@ def test_sigint_then_resume_gives_the_uninterrupted_weights(tiny_set, tmp_path):
 def test_trainer_refuses_a_checkpoint_of_other_settings(tiny_set, tmp_path):
     """The Trainer itself refuses, in one line, to load a checkpoint trained at another size."""
     particles = load_particles(tiny_set / "particles.star")
-    Trainer(particles, tiny_config(steps=3), RunDir(tmp_path / "r", quiet=True), progress=False).fit()
+    trainer = Trainer(particles, tiny_config(steps=3), RunDir(tmp_path / "r", quiet=True), progress=False)
+    trainer.t_start = time.time()
+    save_checkpoint(tmp_path / "r" / "checkpoints" / "last.pt", trainer._state())
     with pytest.raises(InputError, match=r"last\.pt: the checkpoint was trained with train_box 16.*not train_box 8"):
         Trainer(particles, tiny_config(steps=3, train_box=8, encoder_box=8), RunDir(tmp_path / "r", quiet=True),
                 resume=True, progress=False)

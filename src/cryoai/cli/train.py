@@ -222,28 +222,31 @@ def _run(args: argparse.Namespace, device: str, particles, cfg, halves: bool, sa
     try:
         if lock_note:
             run.log(lock_note)
+        checkpoint = (Path(args.out) / "checkpoints" / "last.pt").is_file()
+        trainer = None  # a single run's Trainer, made first: it refuses a bad checkpoint before config.yaml is touched
+        if not halves:
+            if args.resume and not checkpoint:
+                run.log("no checkpoint yet (stopped before the first): starting from step 0")
+            trainer = Trainer(particles, cfg, run, device=device, resume=args.resume and checkpoint,
+                              progress=not args.quiet)
         if saved is None:
             run.write_config(cfg.to_dict(), {"particles": str(args.particles), "n_particles": len(particles),
                                              "box": particles.box, "apix": particles.apix, "device": device,
                                              "world_size": world_size(), "halves": halves})
         else:
             run.record_resume({"device": device, "world_size": world_size()})
-            run.log(f"resuming the run started {saved.get('started')} with its settings (config.yaml)")
+            run.log(f"resumed the run started {saved.get('started')}, with its settings (config.yaml)")
         run.log(f"{len(particles)} particles, box {particles.box}, {particles.apix:.3f} Å/px, "
                 f"CTF {'yes' if particles.ctf is not None else 'no'}; training at box {cfg.train_box} on {device}"
                 + (f" × {world_size()} ranks (data parallel, global batch {cfg.batch_size})" if world_size() > 1 else "")
                 + (f"; images from the cache {args.cache}" if args.cache else ""))
-        checkpoint = (Path(args.out) / "checkpoints" / "last.pt").is_file()
         try:
-            if halves:
+            if trainer is not None:
+                trainer.fit()
+            else:
                 from cryoai.train.halves import train_halves
 
                 train_halves(particles, cfg, run, device, args.resume, progress=not args.quiet)
-            else:
-                if args.resume and not checkpoint:
-                    run.log("no checkpoint yet (stopped before the first): starting from step 0")
-                Trainer(particles, cfg, run, device=device, resume=args.resume and checkpoint,
-                        progress=not args.quiet).fit()
         except KeyboardInterrupt as e:
             where = f" at step {e.step}" if isinstance(e, Interrupted) else ""
             run.log(f"interrupted{where}; continue with: {resume_command(args)}", always_print=True)
