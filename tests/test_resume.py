@@ -32,7 +32,7 @@ from cryoai.train.halves import train_halves
 from cryoai.train.run_dir import RunDir, release_lock, take_lock
 from cryoai.train.trainer import Trainer
 
-STEPS = 60  # long enough that Ctrl-C lands inside training, after the first log line (step 25)
+STEPS = 100  # long enough that Ctrl-C lands inside training, after the first log line (step 25)
 
 # `cryoai train` with the sizes a GPU run would choose (wider encoder, …), run on the CPU: what
 # a GPU run leaves in OUT, for a resume on the CPU.
@@ -82,19 +82,25 @@ def interrupted(tiny_set, tmp_path_factory):
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(Path(cryoai.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
     first = subprocess.Popen([sys.executable, "-c", GPU_SIZED_TRAIN, *args], env=env, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 180
-    while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text().strip():
-        assert first.poll() is None and time.time() < deadline, first.stderr.read() if first.poll() is not None else "slow"
-        time.sleep(0.02)
+
+    def wait_for(path: Path) -> None:
+        deadline = time.time() + 180
+        while not path.is_file() or not path.read_text().strip():
+            assert first.poll() is None, first.stderr.read()
+            assert time.time() < deadline, f"no {path} after 180 s"
+            time.sleep(0.02)
+
+    wait_for(out / ".lock")
     with contextlib.redirect_stderr(io.StringIO()) as busy_err:
-        busy = cli(args)  # a second run into the same OUT
+        busy = cli(args)  # a second run into the same OUT, while the first holds it
+    wait_for(out / "metrics.jsonl")  # the first log line: training has begun
     first.send_signal(signal.SIGINT)
     stderr = first.communicate(timeout=120)[1]
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
     config_before = yaml.safe_load((out / "config.yaml").read_text())
     code = cli(["train", star, "-o", str(out), "--resume", "--quiet"])
-    return {"out": out, "first": first, "pid": first.pid, "busy": busy, "busy_err": busy_err.getvalue(), "stderr": stderr, "step": state["step"],
-            "config_before": config_before, "resumed": code, "star": star}
+    return {"out": out, "star": star, "first": first, "pid": first.pid, "busy": busy, "busy_err": busy_err.getvalue(),
+            "stderr": stderr, "step": state["step"], "config_before": config_before, "resumed": code}
 
 
 def test_second_train_into_busy_out_refuses(interrupted, capsys):
