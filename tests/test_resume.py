@@ -272,3 +272,23 @@ def test_config_boxes_fit_the_images():
     written (the log and the report's Nyquist use it)."""
     cfg = default_config(16, "cpu", train_box=64, encoder_box=64)
     assert (cfg.train_box, cfg.encoder_box) == (16, 16)
+
+
+def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it(tiny_set, tmp_path, monkeypatch):
+    """A run stopped before its first checkpoint (what Ctrl-C in the warm start leaves) is
+    started from step 0 by `--resume`, with the settings in its config.yaml."""
+    star, out = str(tiny_set / "particles.star"), tmp_path / "run"
+    step_once = Trainer.train_step
+
+    def crash(self, step):
+        raise Crash
+
+    monkeypatch.setattr(Trainer, "train_step", crash)
+    with pytest.raises(Crash):
+        cli(["train", star, "-o", str(out), "--steps", "2", "--batch-size", "8", "--no-warm-start", "--quiet"])
+    assert (out / "config.yaml").is_file() and not (out / "checkpoints" / "last.pt").exists()
+    assert not (out / ".lock").exists()  # released on the error too
+    monkeypatch.setattr(Trainer, "train_step", step_once)
+    assert cli(["train", star, "-o", str(out), "--resume", "--quiet"]) == 0
+    assert "no checkpoint yet" in (out / "log.txt").read_text()
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
