@@ -172,3 +172,24 @@ def test_check_inputs_reports_absent_stacks_of_real_set(capsys):
     out = capsys.readouterr().out
     assert "count:          139" in out and "optics groups:  6" in out
     assert "0003_shiny.mrcs: particle stack not found" in out
+
+
+@pytest.mark.parametrize("kind", ["truncated", "foreign", "not_torch"])
+def test_bad_checkpoint_is_one_line(tmp_path, kind):
+    """A truncated checkpoint, a torch file of something else, or junk: one line naming it."""
+    import torch
+
+    from cryoai.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"
+    if kind == "truncated":
+        save_checkpoint(path, {"step": 3, "encoder": {"w": torch.zeros(1000)}, "volume": {}, "opt_encoder": {},
+                               "opt_volume": {}, "config": {}})
+        path.write_bytes(path.read_bytes()[:2000])
+    elif kind == "foreign":
+        torch.save({"model": torch.zeros(3)}, path)
+    else:
+        path.write_bytes(b"not a checkpoint\n" * 20)
+    with pytest.raises(InputError, match=r"last\.pt: (unreadable|not a cryoai training) checkpoint") as e:
+        load_checkpoint(path)
+    assert "\n" not in str(e.value) and "another -o" in str(e.value)

@@ -105,7 +105,7 @@ def test_cli_train_and_resume_on_two_ranks(tiny_set, tmp_path):
     assert (out / "report.html").is_file() and (out / "volume.mrc").is_file()
     log = (out / "log.txt").read_text()
     assert "× 2 ranks" in log and len(re.findall(r"images at box \d+ in", log)) == 1  # the warm start, logged by one rank
-    torchrun(str(TESTS / "ddp_cli.py"), "train", star, "-o", str(out), "--steps", "4", "--batch-size", "8", "--quiet", "--resume")
+    torchrun(str(TESTS / "ddp_cli.py"), "train", star, "-o", str(out), "--quiet", "--resume")  # with the run's settings
     log = (out / "log.txt").read_text()
     assert "resumed from step 2" in log and "warm start" not in log.split("resumed from step 2")[1]
     assert len(load_particles(out / "particles.star", datadir=str(tiny_set))) == 120

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 
 @dataclass
@@ -69,4 +69,35 @@ def default_config(box: int, device: str, **overrides) -> TrainConfig:
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
+    return fit_to_box(cfg, box)
+
+
+def fit_to_box(cfg: TrainConfig, box: int) -> TrainConfig:
+    """``cfg`` with the training and encoder boxes no larger than the images' ``box`` (pixels):
+    the sizes the run really trains at (``TrainingData`` crops to the same)."""
+    cfg.train_box = min(cfg.train_box, box)
+    cfg.encoder_box = min(cfg.encoder_box, cfg.train_box)
     return cfg
+
+
+# What a resumed run may change: how long and how fast it runs, and how often it reports;
+# every other field fixes what the checkpoint holds or the order the data are drawn in.
+RESUMABLE_FIELDS = ("max_minutes", "workers", "compile", "log_every", "checkpoint_every", "volume_every")
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """A TrainConfig from a saved ``to_dict`` (config.yaml or a checkpoint); unknown keys ignored."""
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in values.items() if k in known})
+    cfg.encoder_widths = tuple(cfg.encoder_widths)
+    return cfg
+
+
+def changed_fields(saved: dict, cfg: TrainConfig) -> list[str]:
+    """Fields of ``cfg`` outside RESUMABLE_FIELDS whose value differs from the saved config
+    ``saved`` (fields missing from either side are not compared)."""
+    def plain(v):
+        return list(v) if isinstance(v, (list, tuple)) else v
+
+    now = cfg.to_dict()
+    return [k for k in now if k in saved and k not in RESUMABLE_FIELDS and plain(saved[k]) != plain(now[k])]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryoai.data.particles import ParticleSet, write_particles_star
+from cryoai.data.particles import ParticleSet, load_particles, write_particles_star
 from cryoai.eval.align import align_maps
 from cryoai.eval.fsc import fsc, resolution, sphere_mask
 from cryoai.eval.fsc_files import write_fsc_files
@@ -43,6 +43,29 @@ def move_poses(rotations: np.ndarray, origins_A: np.ndarray, alignment, apix: fl
     return rot, origins_A - moved * apix
 
 
+def finished_half(folder: Path, n: int) -> bool:
+    """The half run in ``folder`` wrote its final map and the poses of its ``n`` particles
+    (``Trainer.finish`` writes both, each atomically, before its last checkpoint)."""
+    if not (folder / "volume.mrc").is_file() or not (folder / "particles.star").is_file():
+        return False
+    done = load_particles(folder / "particles.star")
+    return len(done) == n and done.rotations is not None and done.origins_A is not None
+
+
+def _train_half(particles: ParticleSet, cfg: TrainConfig, half: int, run: RunDir, device: str, resume: bool,
+                progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Train one half in ``run``: from its checkpoint when resuming and it has one, else from
+    the start (a run stopped in half 2 before its first checkpoint). Returns its poses."""
+    resume = resume and (run.path / "checkpoints" / "last.pt").is_file()
+    if not resume:  # config.yaml is written once, when the half starts
+        run.write_config(cfg.to_dict(), {"half": half, "n_particles": len(particles)})
+    try:
+        result = Trainer(particles, cfg, run, device=device, resume=resume, progress=progress).fit()
+    finally:
+        run.close()
+    return result["rotations"], result["origins_A"]
+
+
 def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: str, resume: bool,
                  progress: bool) -> dict:
     labels = split_halves(len(particles), cfg.seed)
@@ -51,16 +74,17 @@ def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: 
     maps, apix = [], None
     for half in (1, 2):
         rows = np.flatnonzero(labels == half)
-        run.log(f"half {half}: {len(rows)} particles → {run.path / f'half{half}'}")
-        half_run = RunDir(run.path / f"half{half}", quiet=run.quiet)
-        half_cfg = replace(cfg, seed=cfg.seed + half)
-        half_run.write_config(half_cfg.to_dict(), {"half": half, "n_particles": len(rows)})
-        trainer = Trainer(particles.subset(rows), half_cfg, half_run, device=device, resume=resume, progress=progress)
-        result = trainer.fit()
-        half_run.close()
-        rotations[rows], origins[rows] = result["rotations"], result["origins_A"]
+        folder = run.path / f"half{half}"
+        if resume and finished_half(folder, len(rows)):
+            run.log(f"half {half}: finished before, its map and poses read from {folder}")
+            done = load_particles(folder / "particles.star")
+            rotations[rows], origins[rows] = done.rotations, done.origins_A
+        else:
+            run.log(f"half {half}: {len(rows)} particles → {folder}")
+            rotations[rows], origins[rows] = _train_half(particles.subset(rows), replace(cfg, seed=cfg.seed + half),
+                                                         half, RunDir(folder, quiet=run.quiet), device, resume, progress)
         if is_main():  # under torchrun rank 0 alone wrote the map and does what follows
-            vol, apix = read_map(half_run.path / "volume.mrc")
+            vol, apix = read_map(folder / "volume.mrc")
             maps.append(vol)
     if not is_main():
         return {}

@@ -34,7 +34,7 @@ from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
 from cryoai.train import schedule
 from cryoai.train.batches import Batch, TrainingData, batches, crop_spectra
-from cryoai.train.checkpoint import load_checkpoint, save_checkpoint
+from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
 from cryoai.train.finish import PoseSettings, final_map_and_poses, finish_seconds, reconstruct
 from cryoai.train.predict import encode_both, loss_frequencies, predict_poses
@@ -77,7 +77,7 @@ class Trainer:
         self.subset_origin = torch.zeros(0, 2)
         self._stream, self._stream_next = None, None  # training batches read ahead (next_batch)
         if resume:
-            self._restore(load_checkpoint(run.path / "checkpoints" / "last.pt"))
+            self._restore(load_checkpoint(run.path / "checkpoints" / "last.pt", cfg))  # refuses other settings
         self._index_subset()
         dist.broadcast_module(self.encoder)  # under torchrun: rank 0's weights everywhere (as DDP does)
         dist.broadcast_module(self.volume)
@@ -308,26 +308,29 @@ class Trainer:
         main = dist.is_main()  # under torchrun, rank 0 alone evaluates and writes (RunDir is inert elsewhere)
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not (self.progress and main))
         t_window, n_window = time.time(), 0
-        while self.step < cfg.steps and self.train_seconds < budget:
-            self.position = max(self.step / cfg.steps, self.train_seconds / budget)
-            t_step = time.time()
-            record = self.train_step(self.step)
-            self.step += 1
-            n_window += cfg.batch_size
-            bar.update(1)
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                rate = n_window / (time.time() - t_window)
-                t_window, n_window = time.time(), 0
-                self.log_record(record, rate, bar)
-            if main and self.step % cfg.checkpoint_every == 0:
-                save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
-            if main and self.step % cfg.volume_every == 0:
-                self.write_volume(run.path / "volumes" / f"step_{self.step:06d}.mrc")
-            self.train_seconds += time.time() - t_step  # the step and its bookkeeping
-            if budget < math.inf:
-                self.train_seconds = dist.from_main(self.train_seconds)  # so every rank stops together
+        with sigint_at_step_end(enabled=dist.world_size() == 1) as interrupted:  # Ctrl-C: stop after this step
+            while self.step < cfg.steps and self.train_seconds < budget and not interrupted():
+                self.position = max(self.step / cfg.steps, self.train_seconds / budget)
+                t_step = time.time()
+                record = self.train_step(self.step)
+                self.step += 1
+                n_window += cfg.batch_size
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    rate = n_window / (time.time() - t_window)
+                    t_window, n_window = time.time(), 0
+                    self.log_record(record, rate, bar)
+                if main and self.step % cfg.checkpoint_every == 0:
+                    save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+                if main and self.step % cfg.volume_every == 0:
+                    self.write_volume(run.path / "volumes" / f"step_{self.step:06d}.mrc")
+                self.train_seconds += time.time() - t_step  # the step and its bookkeeping
+                if budget < math.inf:
+                    self.train_seconds = dist.from_main(self.train_seconds)  # so every rank stops together
         bar.close()
         self._stream = self._stream_next = None  # the workers exit
         if main:
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+        if interrupted():  # the checkpoint holds this step: `--resume` continues from it
+            raise Interrupted(self.step)
         return self.finish() if finish else {}
