@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from cryoai.geometry.grids import freq_grid_2d, ifft2_centered
-from cryoai.physics.ctf import ctf
+from cryoai.physics.ctf import CTFParams, ctf
 from cryoai.physics.shifts import origin_phase
 from cryoai.physics.slicing import slice_coordinates
 
@@ -44,12 +44,12 @@ def render_images(
     rotations: torch.Tensor,
     box: int,
     apix: float,
-    ctf_params: torch.Tensor | None = None,
+    ctf_params: CTFParams | None = None,
     origins_A: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Real-space images (B, L, L) of a volume: full centred grid, then inverse DFT.
 
-    ctf_params (B, 8) in ``CTF_COLUMNS`` order or None; origins_A (B, 2) in Å or None.
+    ctf_params: B particles' CTF or None; origins_A (B, 2) in Å or None.
     """
     freqs = freq_grid_2d(box, rotations.device).reshape(-1, 2)
     ctf_values = ctf(freqs / apix, ctf_params) if ctf_params is not None else None

@@ -140,7 +140,7 @@ class Trainer:
         apix_b = data.apix * data.train_box / b
         freqs = freq_grid_2d(b).reshape(-1, 2)
         if self.particles.ctf is not None:
-            params = torch.from_numpy(self.particles.ctf[self.subset]).to(torch.float32)
+            params = self.particles.ctf[self.subset].to_torch(torch.float32)
             ctf_values = ctf(freqs / apix_b, params).reshape(-1, b, b)
         else:
             ctf_values = torch.ones(len(self.subset), b, b)
@@ -216,7 +216,7 @@ class Trainer:
         c = None
         if self.particles.ctf is not None:
             rows = gen.integers(0, len(self.particles), n)
-            c = ctf(freqs / data.apix, torch.from_numpy(self.particles.ctf[rows]).to(torch.float32))
+            c = ctf(freqs / data.apix, self.particles.ctf[rows].to_torch(torch.float32))
         mine = torch.from_numpy(dist.shard(np.arange(n)))
         rot, origin, c = rot[mine], origin[mine], None if c is None else c[mine]
         with torch.no_grad():
