@@ -20,7 +20,7 @@ torch.set_num_threads(1)
 from cryoai.geometry.grids import fft2_centered, freq_grid_2d  # noqa: E402
 from cryoai.geometry.rotations import euler_to_matrix  # noqa: E402
 from cryoai.physics.ctf import CTFParams, ctf  # noqa: E402
-from cryoai.train.warmstart import warm_start  # noqa: E402
+from cryoai.train.warmstart import WarmStartConfig, warm_start  # noqa: E402
 
 d = sys.argv[1]
 M, b = int(os.environ.get("M", "1500")), int(os.environ.get("B", "16"))
@@ -61,8 +61,8 @@ def cb(R, t):
 
 
 t0 = time.time()
-res = warm_start(spec, c, b, callback=cb, max_shift_px=float(os.environ.get("MS", "1")),
-                 seed=int(os.environ.get("SEED", "0")))
+res = warm_start(spec, c, b, WarmStartConfig(max_shift_px=float(os.environ.get("MS", "1")),
+                                             seed=int(os.environ.get("SEED", "0"))), callback=cb)
 print("time", time.time() - t0)
 e = err(res.rotations, A)
 print("median err", e.median().item(), "frac<10", (e < 10).float().mean().item())

@@ -17,7 +17,7 @@ from cryoai.geometry.grids import (
     ifft3_centered,
 )
 from cryoai.geometry.rotations import euler_to_matrix, random_rotations
-from cryoai.physics.backprojection import backproject, wiener_reconstruct
+from cryoai.physics.backprojection import backproject, confine_to_box, reconstruct_in_box, wiener_reconstruct
 from cryoai.physics.image_model import (factored_residuals, image_factors, render_images, render_spectra, slice_factors,
                                         squared_residuals)
 from cryoai.physics.shifts import origin_phase, translation_phase
@@ -320,6 +320,27 @@ def test_backprojection_of_clean_projections_recovers_the_map():
     rec = ifft3_centered(wiener_reconstruct(numerator, denominator)).numpy()
     assert rec.shape == (box,) * 3
     assert corr(rec, vol) > 0.95
+
+
+def test_reconstruct_in_box_keeps_the_map_within_its_support():
+    """At oversampling 2 the Wiener map holds replicas outside the central box; reconstruct_in_box
+    zeroes everything beyond the support sphere (0.4·box), keeps the map inside (corr > 0.95),
+    and per shell it equals the per-shell Wiener map confined the same way."""
+    box, n = 16, 120
+    vol = Gaussians(seed=4, spread=2.5).voxels(box)
+    fm = fourier_map(torch.from_numpy(vol).float())
+    R = torch.from_numpy(random_rotations(n, np.random.default_rng(8)))
+    freqs = freq_grid_2d(box).reshape(-1, 2)
+    spectra = render_spectra(fm, R.float(), freqs)
+    numerator, denominator = backproject(spectra, R, freqs, box, oversample=2)
+    rec = ifft3_centered(reconstruct_in_box(numerator, denominator, box, 0.01, support_fraction=0.4)).numpy()
+    dist = np.sqrt(sum(g**2 for g in np.meshgrid(*[np.arange(2 * box) - box] * 3, indexing="ij")))
+    assert np.abs(rec[dist > 0.4 * box]).max() < 1e-4 * np.abs(rec).max()
+    start = box // 2
+    assert corr(rec[start : start + box, start : start + box, start : start + box], vol) > 0.95
+    per_shell = reconstruct_in_box(numerator, denominator, box, 0.05, per_shell=True, support_fraction=0.4)
+    expected = confine_to_box(wiener_reconstruct(numerator, denominator, 0.05, per_shell=True), box, 0.4)
+    torch.testing.assert_close(per_shell, expected)
 
 
 # --- the misfit of many hypotheses at once -------------------------------------------------------

@@ -36,7 +36,7 @@ from cryoai.train.checkpoint import load_checkpoint, save_checkpoint
 from cryoai.train.config import TrainConfig
 from cryoai.train.predict import REFINE_RADIUS, encode_both, loss_frequencies, predict_poses, predict_poses_sharded
 from cryoai.train.run_dir import RunDir
-from cryoai.train.warmstart import warm_start
+from cryoai.train.warmstart import WarmStartConfig, warm_start
 
 
 def loss_radius(cfg: TrainConfig, position: float) -> float:
@@ -145,7 +145,8 @@ class Trainer:
         else:
             ctf_values = torch.ones(len(self.subset), b, b)
         t0 = time.time()
-        result = warm_start(spectra, ctf_values, b, iterations=cfg.warm_iterations, seed=cfg.seed, log=self.run.log)
+        result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed),
+                            log=self.run.log)
         self.subset_rot = result.rotations
         self.subset_origin = result.origins_px * (data.train_box / b)
         self._index_subset()
