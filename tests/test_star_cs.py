@@ -130,3 +130,12 @@ def test_bare_stack_to_star(tmp_path):
     assert back.apix == 1.31 and back.box == 320 and back.ctf is None
     assert_same_poses(back, rotations, origins)
     np.testing.assert_array_equal(back.images([6, 0]), src.images([6, 0]))
+
+
+def test_one_set_of_ctf_column_names():
+    """The STAR and .cs name maps cover exactly the CTF record's fields; the optics fields are among them."""
+    from cryoai.io.columns import CS_CTF, CS_CTF_RADIANS, STAR_CTF, STAR_OPTICS_CTF
+    from cryoai.physics.ctf import CTF_COLUMNS
+
+    assert tuple(STAR_CTF) == tuple(CS_CTF) == CTF_COLUMNS
+    assert set(STAR_OPTICS_CTF) <= set(CTF_COLUMNS) and set(CS_CTF_RADIANS) <= set(CTF_COLUMNS)

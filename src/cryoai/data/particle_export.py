@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # RELION 3.0 per-particle optics columns; they move into data_optics on export (the pixel size
 # as rlnImagePixelSize; voltage, Cs and amplitude contrast when the set has a CTF).
 PIXEL_COLUMNS_30 = ("rlnMagnification", "rlnDetectorPixelSize", "rlnPixelSize", "rlnImagePixelSize")
-OPTICS_COLUMNS_30 = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast") + PIXEL_COLUMNS_30
+OPTICS_COLUMNS_30 = tuple(STAR_CTF[name] for name in STAR_OPTICS_CTF) + PIXEL_COLUMNS_30
 
 
 def write_particles_star(path: str | os.PathLike, particles: ParticleSet, rotations: np.ndarray,
