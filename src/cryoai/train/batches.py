@@ -38,7 +38,7 @@ class Batch:
 
     def to(self, device) -> "Batch":
         """On ``device`` (asynchronous from pinned memory); the indices stay on the CPU."""
-        def move(t):
+        def move(t: torch.Tensor | CTFParams | None) -> torch.Tensor | CTFParams | None:
             return None if t is None else t.to(device, non_blocking=True)
         return Batch(self.indices, move(self.spectra), move(self.images), move(self.ctf_params))
 
