@@ -19,8 +19,8 @@ import torch
 torch.set_num_threads(1)
 from cryoai.geometry.grids import fft2_centered, freq_grid_2d  # noqa: E402
 from cryoai.geometry.rotations import euler_to_matrix  # noqa: E402
-from cryoai.physics.ctf import ctf  # noqa: E402
-from cryoai.train.warmstart import warm_start  # noqa: E402
+from cryoai.physics.ctf import CTFParams, ctf  # noqa: E402
+from cryoai.train.warmstart import WarmStartConfig, warm_start  # noqa: E402
 
 d = sys.argv[1]
 M, b = int(os.environ.get("M", "1500")), int(os.environ.get("B", "16"))
@@ -33,9 +33,9 @@ s = L // 2 - b // 2
 spec = fft2_centered(imgs)[:, s : s + b, s : s + b] / L
 apix_b = apix * L / b
 if "rlnDefocusU" in df:
-    p = torch.tensor(np.stack([df.rlnDefocusU, df.rlnDefocusV, df.rlnDefocusAngle, np.full(M, op.rlnVoltage),
-                               np.full(M, op.rlnSphericalAberration), np.full(M, op.rlnAmplitudeContrast),
-                               np.zeros(M), np.zeros(M)], 1))
+    p = CTFParams(df.rlnDefocusU.to_numpy(float), df.rlnDefocusV.to_numpy(float), df.rlnDefocusAngle.to_numpy(float),
+                  np.full(M, op.rlnVoltage), np.full(M, op.rlnSphericalAberration),
+                  np.full(M, op.rlnAmplitudeContrast), np.zeros(M), np.zeros(M)).to_torch(torch.float64)
     c = ctf(freq_grid_2d(b).reshape(-1, 2) / apix_b, p).reshape(M, b, b)
 else:
     c = torch.ones(M, b, b)
@@ -61,8 +61,8 @@ def cb(R, t):
 
 
 t0 = time.time()
-res = warm_start(spec, c, b, callback=cb, max_shift_px=float(os.environ.get("MS", "1")),
-                 seed=int(os.environ.get("SEED", "0")))
+res = warm_start(spec, c, b, WarmStartConfig(max_shift_px=float(os.environ.get("MS", "1")),
+                                             seed=int(os.environ.get("SEED", "0"))), callback=cb)
 print("time", time.time() - t0)
 e = err(res.rotations, A)
 print("median err", e.median().item(), "frac<10", (e < 10).float().mean().item())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cryoai.physics.ctf import ctf, electron_wavelength_A
+from cryoai.physics.ctf import CTF_COLUMNS, CTFParams, ctf, electron_wavelength_A
 
 # CODATA 2018 (exact SI values where defined)
 H = 6.62607015e-34
@@ -31,8 +31,9 @@ def wavelength_conventions(kv: float) -> float:
     return 12.2643247 / math.sqrt(v * (1 + 0.978466e-6 * v))
 
 
-def params(dfu=15000.0, dfv=None, ang=0.0, kv=300.0, cs=2.7, w=0.1, phase=0.0, bfac=0.0) -> torch.Tensor:
-    return torch.tensor([[dfu, dfu if dfv is None else dfv, ang, kv, cs, w, phase, bfac]], dtype=torch.float64)
+def params(dfu=15000.0, dfv=None, ang=0.0, kv=300.0, cs=2.7, w=0.1, phase=0.0, bfac=0.0) -> CTFParams:
+    values = [dfu, dfu if dfv is None else dfv, ang, kv, cs, w, phase, bfac]
+    return CTFParams.from_array(torch.tensor([values], dtype=torch.float64))
 
 
 def along(direction_deg: float, s: np.ndarray) -> torch.Tensor:
@@ -76,7 +77,7 @@ def test_matches_conventions_formula_written_out():
     k = rng.uniform(-0.3, 0.3, size=(500, 2))
     p = np.array([[21000.0, 18000.0, 37.0, 300.0, 2.7, 0.07, 20.0, 50.0],
                   [9000.0, 9500.0, -120.0, 200.0, 1.4, 0.1, 0.0, 0.0]])
-    got = ctf(torch.from_numpy(k), torch.from_numpy(p)).numpy()
+    got = ctf(torch.from_numpy(k), CTFParams.from_array(p)).numpy()
     assert got.shape == (2, 500)
     s2 = (k**2).sum(1)
     theta = np.arctan2(k[:, 1], k[:, 0])
@@ -145,8 +146,28 @@ def test_batched_frequencies_and_dtype():
     """Per-particle frequency sets (B, M, 2) give row b from frequencies b; the dtype follows freqs."""
     rng = np.random.default_rng(1)
     k = torch.from_numpy(rng.uniform(-0.2, 0.2, (2, 40, 2)))
-    p = torch.cat([params(12000.0, 11000.0, 10.0), params(30000.0, w=0.2)])
+    p = CTFParams.from_array(torch.cat([params(12000.0, 11000.0, 10.0).as_array(), params(30000.0, w=0.2).as_array()]))
     both = ctf(k, p)
     np.testing.assert_allclose(both[0].numpy(), ctf(k[0], p[:1])[0].numpy(), atol=1e-12)
     np.testing.assert_allclose(both[1].numpy(), ctf(k[1], p[1:])[0].numpy(), atol=1e-12)
     assert ctf(k[0].float(), p).dtype == torch.float32
+
+
+def test_record_fields_rows_and_conversions():
+    """The record's fields are the named columns; rows, NumPy ↔ torch and (N, 8) round-trip;
+    the CTF of a row subset is that subset of the CTF."""
+    rng = np.random.default_rng(2)
+    values = rng.uniform(0.05, 3.0, (5, 8)) * np.array([1e4, 1e4, 30, 100, 1, 0.1, 10, 20])
+    p = CTFParams.from_array(values)
+    assert CTF_COLUMNS == ("defocus_u_A", "defocus_v_A", "defocus_angle_deg", "voltage_kV", "cs_mm",
+                           "amp_contrast", "phase_shift_deg", "bfactor_A2")
+    np.testing.assert_array_equal(p.voltage_kV, values[:, 3])
+    np.testing.assert_array_equal(p.as_array(), values)
+    rows = np.array([4, 1])
+    t = p.to_torch(torch.float64)
+    assert isinstance(t.defocus_u_A, torch.Tensor) and len(t) == 5 and len(p[rows]) == 2
+    np.testing.assert_array_equal(t[torch.from_numpy(rows)].numpy().as_array(), values[rows])
+    k = torch.from_numpy(rng.uniform(-0.2, 0.2, (30, 2)))
+    np.testing.assert_array_equal(ctf(k, p[rows]).numpy(), ctf(k, t).numpy()[rows])
+    with pytest.raises(ValueError):
+        CTFParams.from_array(values[:, :7])

@@ -17,8 +17,9 @@ from cryoai.geometry.grids import (
     ifft3_centered,
 )
 from cryoai.geometry.rotations import euler_to_matrix, random_rotations
-from cryoai.physics.backprojection import backproject, wiener_reconstruct
-from cryoai.physics.image_model import render_images, render_spectra
+from cryoai.physics.backprojection import backproject, confine_to_box, reconstruct_in_box, wiener_reconstruct
+from cryoai.physics.image_model import (factored_residuals, image_factors, render_images, render_spectra, slice_factors,
+                                        squared_residuals)
 from cryoai.physics.shifts import origin_phase, translation_phase
 from cryoai.physics.slicing import SpectrumVolume, fourier_map, sample_grid, slice_coordinates
 
@@ -319,3 +320,69 @@ def test_backprojection_of_clean_projections_recovers_the_map():
     rec = ifft3_centered(wiener_reconstruct(numerator, denominator)).numpy()
     assert rec.shape == (box,) * 3
     assert corr(rec, vol) > 0.95
+
+
+def test_reconstruct_in_box_keeps_the_map_within_its_support():
+    """At oversampling 2 the Wiener map holds replicas outside the central box; reconstruct_in_box
+    zeroes everything beyond the support sphere (0.4·box), keeps the map inside (corr > 0.95),
+    and per shell it equals the per-shell Wiener map confined the same way."""
+    box, n = 16, 120
+    vol = Gaussians(seed=4, spread=2.5).voxels(box)
+    fm = fourier_map(torch.from_numpy(vol).float())
+    R = torch.from_numpy(random_rotations(n, np.random.default_rng(8)))
+    freqs = freq_grid_2d(box).reshape(-1, 2)
+    spectra = render_spectra(fm, R.float(), freqs)
+    numerator, denominator = backproject(spectra, R, freqs, box, oversample=2)
+    rec = ifft3_centered(reconstruct_in_box(numerator, denominator, box, 0.01, support_fraction=0.4)).numpy()
+    dist = np.sqrt(sum(g**2 for g in np.meshgrid(*[np.arange(2 * box) - box] * 3, indexing="ij")))
+    assert np.abs(rec[dist > 0.4 * box]).max() < 1e-4 * np.abs(rec).max()
+    start = box // 2
+    assert corr(rec[start : start + box, start : start + box, start : start + box], vol) > 0.95
+    per_shell = reconstruct_in_box(numerator, denominator, box, 0.05, per_shell=True, support_fraction=0.4)
+    expected = confine_to_box(wiener_reconstruct(numerator, denominator, 0.05, per_shell=True), box, 0.4)
+    torch.testing.assert_close(per_shell, expected)
+
+
+# --- the misfit of many hypotheses at once -------------------------------------------------------
+
+def test_factored_errors_equal_direct_squared_errors():
+    """The one-matrix-product form equals |x − c·S_t·P|² summed directly, with phases shared by
+    the images or per image (a flipped imaginary sign in the factors fails this)."""
+    g = torch.Generator().manual_seed(0)
+
+    def cplx(*shape):
+        return torch.complex(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g))
+
+    n, t, r, k = 3, 4, 5, 7
+    x, c, proj = cplx(n, k), torch.randn(n, k, generator=g), cplx(r, k)
+    phases = torch.exp(1j * torch.rand(t, k, generator=g) * 6.3)
+    direct = ((x[:, None, None] - c[:, None, None] * phases[None, :, None] * proj[None, None]).abs() ** 2).sum(-1)
+    factored = factored_residuals(image_factors(x, c, phases), slice_factors(proj)) + (x.abs() ** 2).sum(1)[:, None, None]
+    assert torch.allclose(factored, direct, rtol=1e-4, atol=1e-3)
+    # per image: phases (n, T, K) and slices (n, R, K), as in the local search
+    phases_n, proj_n = torch.exp(1j * torch.rand(n, t, k, generator=g) * 6.3), cplx(n, r, k)
+    direct = ((x[:, None, None] - c[:, None, None] * phases_n[:, :, None] * proj_n[:, None]).abs() ** 2).sum(-1)
+    assert torch.allclose(squared_residuals(x, c, phases_n, proj_n), direct, rtol=1e-4, atol=1e-3)
+
+
+def test_squared_residuals_are_the_image_models_residual():
+    """For every (image, origin, rotation): squared_residuals of the slices, CTFs and origin
+    phases equals Σ|x − render_spectra(volume, R, freqs, CTF, origin)|² computed pose by pose."""
+    gen = torch.Generator().manual_seed(3)
+    box = 12
+    volume = fourier_map(torch.rand(box, box, box, generator=gen, dtype=torch.float64).float())
+    freqs = freq_grid_2d(box).reshape(-1, 2)[half_plane_disc(box, box // 2)]
+    n, k = 3, len(freqs)
+    rotations = torch.from_numpy(random_rotations(5, np.random.default_rng(3))).float()
+    origins = torch.tensor([[0.0, 0.0], [1.5, -0.5], [-2.0, 0.75], [0.3, 2.2]])
+    x = torch.complex(torch.randn(n, k, generator=gen), torch.randn(n, k, generator=gen)) * 30
+    c = torch.rand(n, k, generator=gen) * 2 - 1
+    direct = torch.empty(n, len(origins), len(rotations))
+    for i in range(n):
+        for t in range(len(origins)):
+            model = render_spectra(volume, rotations, freqs, c[i].expand(len(rotations), k),
+                                   origins[t].expand(len(rotations), 2))
+            direct[i, t] = ((x[i] - model).abs() ** 2).sum(-1)
+    slices = volume(slice_coordinates(rotations, freqs))
+    fast = squared_residuals(x, c, origin_phase(freqs, origins), slices)
+    torch.testing.assert_close(fast, direct, rtol=1e-4, atol=0)

@@ -10,6 +10,7 @@ import torch
 
 from cryoai.geometry.rotations import random_rotations
 from cryoai.losses import HALF_TURN, poses_from_winner, rotate_half_turn, symmetric_loss
+from cryoai.physics.ctf import CTFParams
 from cryoai.physics.image_model import render_images
 from cryoai.physics.slicing import fourier_map
 
@@ -61,7 +62,8 @@ def test_rotated_image_is_the_render_at_half_turn_pose(box):
     fm = fourier_map(torch.from_numpy(asymmetric_map(box)))
     A = torch.from_numpy(random_rotations(4, np.random.default_rng(0)))
     o = torch.tensor([[2.0, -3.0], [0.0, 0.0], [-4.5, 1.5], [3.3, 3.3]], dtype=torch.float64)
-    ctf_params = torch.tensor([[12000.0, 10000.0, 35.0, 300.0, 2.7, 0.1, 0.0, 0.0]] * 4, dtype=torch.float64)
+    ctf_params = CTFParams.full(4, defocus_u_A=12000.0, defocus_v_A=10000.0, defocus_angle_deg=35.0, voltage_kV=300.0,
+                                cs_mm=2.7, amp_contrast=0.1, phase_shift_deg=0.0, bfactor_A2=0.0).to_torch(torch.float64)
     apix = 2.0
     for params in (None, ctf_params):
         original = render_images(fm, A, box, apix, params, o)

@@ -71,15 +71,17 @@ def test_empiar10076_star_and_cs_agree():
     cs = load_particles(DATA / "real_empiar10076_7ptcl/empiar_10076_7.cs")
     order = np.random.default_rng(1).permutation(7)
     np.testing.assert_array_equal(star.images(order), cs.images(order))
-    np.testing.assert_allclose(star.ctf, cs.ctf, rtol=1e-6, atol=1e-6)  # .cs holds float32
-    assert star.ctf[0, :6] == pytest.approx([15301.1, 14916.4, 5.28, 300, 2.7, 0.07])
+    np.testing.assert_allclose(star.ctf.as_array(), cs.ctf.as_array(), rtol=1e-6, atol=1e-6)  # .cs holds float32
+    c = star.ctf[0]
+    assert (c.defocus_u_A, c.defocus_v_A, c.defocus_angle_deg) == pytest.approx((15301.1, 14916.4, 5.28))
+    assert (c.voltage_kV, c.cs_mm, c.amp_contrast) == pytest.approx((300, 2.7, 0.07))
     assert star.rotations is None and cs.rotations is None
 
 
 def test_ctf_joined_from_optics_groups():
     p = load_particles(DATA / "real_aspire_80S_17ptcl/sample_particles_relion31.star")
     groups = p.table["rlnOpticsGroup"].to_numpy()
-    np.testing.assert_array_equal(p.ctf[:, CTF_COLUMNS.index("voltage_kV")], np.where(groups == 1, 300.0, 200.0))
+    np.testing.assert_array_equal(p.ctf.voltage_kV, np.where(groups == 1, 300.0, 200.0))
     assert p.optics is not None and len(p.optics) == 2
 
 
@@ -101,7 +103,8 @@ def test_pfcrt_star_matches_cryodrgn_pickles():
     np.testing.assert_allclose(p.origins_A / p.apix / D, t, atol=1e-7)
     np.testing.assert_allclose(ref[:, 1], p.apix, rtol=1e-6)
     # cryoDRGN's columns dfU, dfV, dfang, kV, Cs, w, phase; w = 0.1 was its default, as ours
-    np.testing.assert_allclose(p.ctf[:, :7], ref[:, 2:9], rtol=1e-6, atol=1e-6)
+    for name, column in zip(CTF_COLUMNS[:7], ref[:, 2:9].T):
+        np.testing.assert_allclose(getattr(p.ctf, name), column, rtol=1e-6, atol=1e-6, err_msg=name)
     assert any("amplitude contrast" in n for n in p.notes)
 
 
@@ -114,7 +117,8 @@ def test_cryosparc_cs_matches_cryodrgn_pickles():
     np.testing.assert_allclose(p.rotations, R, atol=1e-5)
     np.testing.assert_allclose(p.origins_A / p.apix / p.box, t, atol=1e-6)
     np.testing.assert_allclose(ref[:, 0], p.box)
-    np.testing.assert_allclose(p.ctf[:, :7], ref[:, 2:9], rtol=1e-5, atol=1e-4)
+    for name, column in zip(CTF_COLUMNS[:7], ref[:, 2:9].T):
+        np.testing.assert_allclose(getattr(p.ctf, name), column, rtol=1e-5, atol=1e-4, err_msg=name)
 
 
 def test_sim_class_d_poses_match_pickle():
@@ -127,7 +131,7 @@ def test_sim_class_d_poses_match_pickle():
 def test_metadata_only_sets_load():
     r5 = load_particles(DATA / "metadata_conversion/relion5.star")
     assert (len(r5), r5.box, r5.apix) == (17, 448, pytest.approx(0.89))
-    assert r5.ctf[0, CTF_COLUMNS.index("voltage_kV")] == 100 and r5.rotations.shape == (17, 3, 3)
+    assert r5.ctf.voltage_kV[0] == 100 and r5.rotations.shape == (17, 3, 3)
     j2 = load_particles(DATA / "metadata_conversion/cryosparc_J2_particles_exported.cs")
     assert (len(j2), j2.box) == (22, 300) and j2.rotations is None
     six = load_particles(DATA / "real_relion31_5ptcl/relion31.6opticsgroups.star")
@@ -212,7 +216,7 @@ def test_bare_stack_with_ctf_dict():
                cs_mm=2.7, amp_contrast=0.07)
     p = load_particles(DATA / "real_empiar10076_7ptcl/empiar_10076_7.mrc", apix=1.31, ctf=ctf)
     assert (len(p), p.box) == (7, 320)
-    assert p.ctf.shape == (7, 8) and p.ctf[0].tolist() == [15000, 14000, 10, 300, 2.7, 0.07, 0, 0]
+    assert len(p.ctf) == 7 and p.ctf.as_array()[0].tolist() == [15000, 14000, 10, 300, 2.7, 0.07, 0, 0]
     np.testing.assert_array_equal(p.images([6]), full_stack(DATA / "real_empiar10076_7ptcl/empiar_10076_7.mrc")[[6]])
     assert load_particles(DATA / "real_empiar10076_7ptcl/empiar_10076_7.mrc", apix=1.31).ctf is None
 

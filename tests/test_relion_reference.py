@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from cryoai.geometry.rotations import euler_to_matrix
+from cryoai.physics.ctf import CTFParams
 from cryoai.physics.image_model import render_images
 from cryoai.physics.slicing import fourier_map
 
@@ -67,22 +68,21 @@ def pointmass():
     assert len(optics) == 1
     apix = float(optics["rlnImagePixelSize"][0])
     n = len(particles)
-    ctf_params = np.zeros((n, 8))
-    ctf_params[:, 0] = particles["rlnDefocusU"]
-    ctf_params[:, 1] = particles["rlnDefocusV"]
-    ctf_params[:, 2] = particles["rlnDefocusAngle"]
-    ctf_params[:, 3] = optics["rlnVoltage"][0]
-    ctf_params[:, 4] = optics["rlnSphericalAberration"][0]
-    ctf_params[:, 5] = optics["rlnAmplitudeContrast"][0]
-    ctf_params[:, 6] = particles["rlnPhaseShift"]
-    ctf_params[:, 7] = particles["rlnCtfBfactor"]
+    ctf_params = CTFParams(
+        defocus_u_A=particles["rlnDefocusU"].to_numpy(float), defocus_v_A=particles["rlnDefocusV"].to_numpy(float),
+        defocus_angle_deg=particles["rlnDefocusAngle"].to_numpy(float),
+        voltage_kV=np.full(n, float(optics["rlnVoltage"][0])),
+        cs_mm=np.full(n, float(optics["rlnSphericalAberration"][0])),
+        amp_contrast=np.full(n, float(optics["rlnAmplitudeContrast"][0])),
+        phase_shift_deg=particles["rlnPhaseShift"].to_numpy(float),
+        bfactor_A2=particles["rlnCtfBfactor"].to_numpy(float))
     origins_A = particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(float)
     return {
         "volume": read_mrc(POINTMASS / "pointmass.mrc"),
         "images": read_mrc(POINTMASS / "relion_proj_batch_pfac3.mrcs").astype(np.float64),
         "A": poses(particles),
         "apix": apix,
-        "ctf": torch.from_numpy(ctf_params),
+        "ctf": ctf_params.to_torch(torch.float64),
         "origins_A": torch.from_numpy(origins_A),
     }
 
@@ -93,7 +93,7 @@ def test_pointmass_files_are_what_the_readme_says(pointmass):
     assert vol.shape == (64, 64, 64)
     np.testing.assert_array_equal(np.argwhere(vol != 0), [[32, 32, 49]])
     assert pointmass["images"].shape == (24, 64, 64) and pointmass["apix"] == pytest.approx(3.54)
-    assert pointmass["ctf"][0, 3] == 200 and pointmass["ctf"][0, 4] == pytest.approx(1.4)
+    assert pointmass["ctf"].voltage_kV[0] == 200 and pointmass["ctf"].cs_mm[0] == pytest.approx(1.4)
 
 
 def test_pointmass_with_ctf_correlates_with_relion(pointmass):

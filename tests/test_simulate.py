@@ -16,6 +16,7 @@ import torch
 
 from cryoai.cli.main import main as cli
 from cryoai.geometry.rotations import euler_to_matrix
+from cryoai.physics.ctf import CTFParams
 from cryoai.physics.image_model import render_images
 from cryoai.physics.slicing import fourier_map
 from cryoai.simulate import resample_map
@@ -52,14 +53,15 @@ def clean_render(sim: dict) -> np.ndarray:
     origins = p[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(float)
     ctf_params = None
     if "rlnDefocusU" in p:
-        ctf_params = np.zeros((len(p), 8))
-        ctf_params[:, 0], ctf_params[:, 1] = p["rlnDefocusU"], p["rlnDefocusV"]
-        ctf_params[:, 2] = p["rlnDefocusAngle"]
-        ctf_params[:, 3] = optics["rlnVoltage"][0]
-        ctf_params[:, 4] = optics["rlnSphericalAberration"][0]
-        ctf_params[:, 5] = optics["rlnAmplitudeContrast"][0]
-        ctf_params[:, 6] = p["rlnPhaseShift"] if "rlnPhaseShift" in p else 0.0
-        ctf_params = torch.from_numpy(ctf_params)
+        n = len(p)
+        ctf_params = CTFParams(
+            defocus_u_A=p["rlnDefocusU"].to_numpy(float), defocus_v_A=p["rlnDefocusV"].to_numpy(float),
+            defocus_angle_deg=p["rlnDefocusAngle"].to_numpy(float),
+            voltage_kV=np.full(n, float(optics["rlnVoltage"][0])),
+            cs_mm=np.full(n, float(optics["rlnSphericalAberration"][0])),
+            amp_contrast=np.full(n, float(optics["rlnAmplitudeContrast"][0])),
+            phase_shift_deg=p["rlnPhaseShift"].to_numpy(float) if "rlnPhaseShift" in p else np.zeros(n),
+            bfactor_A2=np.zeros(n)).to_torch(torch.float64)
     box = sim["images"].shape[-1]
     return render_images(fourier_map(torch.from_numpy(sim["truth"])), torch.from_numpy(A), box, apix,
                          ctf_params, torch.from_numpy(origins)).numpy().astype(np.float64)

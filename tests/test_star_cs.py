@@ -34,7 +34,7 @@ def test_star30_to_31_keeps_poses_ctf_apix_names(tmp_path):
     write_particles_star(out, src, src.rotations, src.origins_A, {"rlnRandomSubset": np.arange(17) % 2 + 1})
     back = load_particles(out, datadir=str(ASPIRE))
     assert_same_poses(back, src.rotations, src.origins_A)
-    np.testing.assert_allclose(back.ctf, src.ctf, rtol=1e-6)
+    np.testing.assert_allclose(back.ctf.as_array(), src.ctf.as_array(), rtol=1e-6)
     assert back.apix == pytest.approx(src.apix, rel=1e-6) and back.box == 200
     assert back.table["rlnImageName"].tolist() == src.table["rlnImageName"].tolist()
     np.testing.assert_array_equal(back.images([4, 16]), src.images([4, 16]))
@@ -73,7 +73,7 @@ def test_cs_to_star_and_cs_to_cs(tmp_path):
     write_particles_star(tmp_path / "a.star", src, rotations, origins)
     star = load_particles(tmp_path / "a.star")
     assert_same_poses(star, rotations, origins)
-    np.testing.assert_allclose(star.ctf, src.ctf, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(star.ctf.as_array(), src.ctf.as_array(), rtol=1e-6, atol=1e-5)
     assert star.apix == pytest.approx(src.apix, rel=1e-6)
     np.testing.assert_array_equal(star.images(np.arange(7)), src.images(np.arange(7)))
 
@@ -116,7 +116,7 @@ def test_star_to_cs_round_trip(tmp_path):
     write_particles_cs(tmp_path / "c.cs", src, src.rotations, src.origins_A)
     cs = load_particles(tmp_path / "c.cs")
     assert_same_poses(cs, src.rotations, src.origins_A)
-    np.testing.assert_allclose(cs.ctf, src.ctf, rtol=1e-6, atol=1e-4)
+    np.testing.assert_allclose(cs.ctf.as_array(), src.ctf.as_array(), rtol=1e-6, atol=1e-4)
     assert (len(cs), cs.box) == (17, 200) and cs.apix == pytest.approx(1.4)
     np.testing.assert_array_equal(cs.images([0, 9]), src.images([0, 9]))
 
@@ -130,3 +130,12 @@ def test_bare_stack_to_star(tmp_path):
     assert back.apix == 1.31 and back.box == 320 and back.ctf is None
     assert_same_poses(back, rotations, origins)
     np.testing.assert_array_equal(back.images([6, 0]), src.images([6, 0]))
+
+
+def test_one_set_of_ctf_column_names():
+    """The STAR and .cs name maps cover exactly the CTF record's fields; the optics fields are among them."""
+    from cryoai.io.columns import CS_CTF, CS_CTF_RADIANS, STAR_CTF, STAR_OPTICS_CTF
+    from cryoai.physics.ctf import CTF_COLUMNS
+
+    assert tuple(STAR_CTF) == tuple(CS_CTF) == CTF_COLUMNS
+    assert set(STAR_OPTICS_CTF) <= set(CTF_COLUMNS) and set(CS_CTF_RADIANS) <= set(CTF_COLUMNS)

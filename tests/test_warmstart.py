@@ -15,7 +15,7 @@ from cryoai.physics.image_model import render_spectra
 from cryoai.physics.slicing import fourier_map, sample_grid
 from cryoai.simulate import Microscope, draw_ctf
 from cryoai.train.batches import crop_spectra
-from cryoai.train.warmstart import _image_factors, _projection_factors, local_perturbations, shift_grid, warm_start
+from cryoai.train.warmstart import WarmStartConfig, local_perturbations, shift_grid, warm_start
 
 
 def test_splat_is_the_adjoint_of_trilinear_sampling():
@@ -57,27 +57,6 @@ def test_local_perturbations_and_shift_grid():
     assert len(grid) == 13 and grid.norm(dim=1).max() <= 1.0 + 1e-6 and (grid == 0).all(1).any()
 
 
-def test_factored_errors_equal_direct_squared_errors():
-    """The warm start scores poses by one matrix product; it must equal |x − c·S_t·P|² − |x|²
-    summed directly, with phases shared by the images or per image."""
-    g = torch.Generator().manual_seed(0)
-
-    def cplx(*shape):
-        return torch.complex(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g))
-
-    n, t, r, k = 3, 4, 5, 7
-    x, c, proj = cplx(n, k), torch.randn(n, k, generator=g), cplx(r, k)
-    phases = torch.exp(1j * torch.rand(t, k, generator=g) * 6.3)
-    direct = ((x[:, None, None] - c[:, None, None] * phases[None, :, None] * proj[None, None]).abs() ** 2).sum(-1)
-    factored = _image_factors(x, c, phases) @ _projection_factors(proj).T + (x.abs() ** 2).sum(1)[:, None, None]
-    assert torch.allclose(factored, direct, rtol=1e-4, atol=1e-3)
-    # per image: phases (n, T, K) and slices (n, R, K), as in the local search
-    phases_n, proj_n = torch.exp(1j * torch.rand(n, t, k, generator=g) * 6.3), cplx(n, r, k)
-    direct = ((x[:, None, None] - c[:, None, None] * phases_n[:, :, None] * proj_n[:, None]).abs() ** 2).sum(-1)
-    factored = _image_factors(x, c, phases_n) @ _projection_factors(proj_n).transpose(1, 2) + (x.abs() ** 2).sum(1)[:, None, None]
-    assert torch.allclose(factored, direct, rtol=1e-4, atol=1e-3)
-
-
 def test_warm_start_finds_poses_with_ctf_and_shifts():
     """Clean images of the built-in phantom (rendered at box 64, 2.5 Å/px, Fourier-cropped to
     box 16 as the trainer does) with CTF and shifts (σ = 0.5 px at box 16): the warm start
@@ -87,14 +66,14 @@ def test_warm_start_finds_poses_with_ctf_and_shifts():
     rng = np.random.default_rng(3)
     rotations = torch.from_numpy(random_rotations(m, rng)).float()
     origins = torch.from_numpy(0.5 * rng.standard_normal((m, 2))).float()  # box-16 pixels
-    c = ctf(freq_grid_2d(box).reshape(-1, 2) / apix, torch.from_numpy(draw_ctf(m, Microscope(), rng)).float())
+    c = ctf(freq_grid_2d(box).reshape(-1, 2) / apix, draw_ctf(m, Microscope(), rng).to_torch(torch.float32))
     volume = fourier_map(torch.from_numpy(phantom_map(big, apix_big)).float(), pad=2)
     with torch.no_grad():
         spectra = render_spectra(volume, rotations, freq_grid_2d(big).reshape(-1, 2), None, origins * big / box)
     spectra = crop_spectra(spectra.reshape(m, big, big), box) * c.reshape(m, box, box)
     spectra = spectra / spectra.abs().pow(2).mean().sqrt()
-    result = warm_start(spectra, c.reshape(m, box, box), box, seed=0, log=lambda *_: None,
-                        sgd_steps=120, iterations=8)
+    result = warm_start(spectra, c.reshape(m, box, box), box, WarmStartConfig(seed=0, sgd_steps=120, iterations=8),
+                        log=lambda *_: None)
     errors = evaluate_poses(result.rotations.double().numpy(), rotations.double().numpy())
     assert errors["rot_median_deg"] < 8.0, errors
     assert (result.origins_px - origins).norm(dim=1).median() < 0.4

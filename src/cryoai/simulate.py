@@ -24,8 +24,10 @@ from cryoai.errors import InputError
 from cryoai.geometry.grids import fft3_centered, ifft3_centered
 from cryoai.geometry.rotations import matrix_to_euler, random_rotations
 from cryoai.io.atomic import atomic_path
+from cryoai.io.columns import STAR_CTF
 from cryoai.io.mrc import write_map
 from cryoai.io.star import write_star
+from cryoai.physics.ctf import CTFParams
 from cryoai.physics.image_model import render_images
 from cryoai.physics.noise import sigma_for_snr, white_noise
 from cryoai.physics.slicing import fourier_map
@@ -134,15 +136,15 @@ def model_to_map(path: str | os.PathLike, box: int, apix: float, oversample: int
     return ifft3_centered(cropped).numpy().astype(np.float32)
 
 
-def draw_ctf(n: int, scope: Microscope, rng: np.random.Generator) -> np.ndarray:
-    """(n, 8) CTF parameters in CTF_COLUMNS order: log-normal defocus, random astigmatism."""
+def draw_ctf(n: int, scope: Microscope, rng: np.random.Generator) -> CTFParams:
+    """CTF parameters of n particles: log-normal defocus, random astigmatism, the scope's optics."""
     mean = scope.defocus_median_A * np.exp(scope.defocus_log_sigma * rng.standard_normal(n))
     half_astig = np.abs(scope.astigmatism_sigma_A * rng.standard_normal(n))
-    params = np.zeros((n, 8))
-    params[:, 0], params[:, 1] = mean + half_astig, mean - half_astig
-    params[:, 2] = rng.uniform(0, 180, n)
-    params[:, 3], params[:, 4], params[:, 5] = scope.voltage_kV, scope.cs_mm, scope.amp_contrast
-    return params
+    angle = rng.uniform(0, 180, n)
+    return CTFParams(defocus_u_A=mean + half_astig, defocus_v_A=mean - half_astig, defocus_angle_deg=angle,
+                     voltage_kV=np.full(n, float(scope.voltage_kV)), cs_mm=np.full(n, float(scope.cs_mm)),
+                     amp_contrast=np.full(n, float(scope.amp_contrast)), phase_shift_deg=np.zeros(n),
+                     bfactor_A2=np.zeros(n))
 
 
 def simulate(
@@ -193,7 +195,7 @@ def simulate(
                         torch.from_numpy(rotations[sl]),
                         box,
                         apix,
-                        torch.from_numpy(ctf_params[sl]) if use_ctf else None,
+                        ctf_params[sl].to_torch(torch.float64) if use_ctf else None,
                         torch.from_numpy(origins[sl]),
                     ).numpy()
                 if start == 0 and math.isfinite(snr):
@@ -224,14 +226,13 @@ def simulate(
         "rlnImagePixelSize": [apix],
         "rlnImageSize": [box],
         "rlnImageDimensionality": [2],
-        "rlnVoltage": [scope.voltage_kV],
-        "rlnSphericalAberration": [scope.cs_mm],
-        "rlnAmplitudeContrast": [scope.amp_contrast],
+        STAR_CTF["voltage_kV"]: [scope.voltage_kV],
+        STAR_CTF["cs_mm"]: [scope.cs_mm],
+        STAR_CTF["amp_contrast"]: [scope.amp_contrast],
     }
     if use_ctf:
-        particles["rlnDefocusU"], particles["rlnDefocusV"] = ctf_params[:, 0], ctf_params[:, 1]
-        particles["rlnDefocusAngle"] = ctf_params[:, 2]
-        particles["rlnPhaseShift"] = 0.0
+        for name in ("defocus_u_A", "defocus_v_A", "defocus_angle_deg", "phase_shift_deg"):
+            particles[STAR_CTF[name]] = getattr(ctf_params, name)
     # without CTF the STAR has no defocus columns, which readers take as "no CTF"
     write_star(out / "particles.star", {"optics": pd.DataFrame(optics), "particles": particles})
     write_map(out / "truth.mrc", volume, apix)

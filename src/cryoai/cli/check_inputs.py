@@ -15,6 +15,7 @@ import numpy as np
 
 from cryoai.data.particles import load_particles
 from cryoai.data.preprocess import guess_polarity
+from cryoai.physics.ctf import CTFParams
 
 N_SAMPLE = 200  # images read to look for NaN and guess the polarity
 MAX_LISTED = 50  # problems printed before summarising the rest
@@ -97,17 +98,19 @@ def _optics_summary(particles) -> str:
     return f"{len(optics)} ({', '.join(str(x) for x in names)})"
 
 
-def _ctf_summary(ctf: np.ndarray | None) -> str:
+def _ctf_summary(ctf: CTFParams | None) -> str:
     if ctf is None:
         return "none"
-    defocus = np.concatenate([ctf[:, 0], ctf[:, 1]]) / 1e4
+    defocus = np.concatenate([ctf.defocus_u_A, ctf.defocus_v_A]) / 1e4
     lo, med, hi = np.min(defocus), np.median(defocus), np.max(defocus)
     parts = [f"defocus {lo:.3g}/{med:.3g}/{hi:.3g} µm (min/median/max)"]
-    for j, (label, unit) in enumerate((("voltage", " kV"), ("Cs", " mm"), ("amp. contrast", ""))):
-        values = np.unique(ctf[:, 3 + j])
+    for values, label, unit in ((ctf.voltage_kV, "voltage", " kV"), (ctf.cs_mm, "Cs", " mm"),
+                                (ctf.amp_contrast, "amp. contrast", "")):
+        values = np.unique(values)
         parts.append(f"{label} " + "/".join(f"{v:.4g}" for v in values[:4]) + unit + ("..." if len(values) > 4 else ""))
-    if np.any(ctf[:, 6] != 0):
-        parts.append(f"phase shift {ctf[:, 6].min():.3g}–{ctf[:, 6].max():.3g} deg")
+    phase = ctf.phase_shift_deg
+    if np.any(phase != 0):
+        parts.append(f"phase shift {phase.min():.3g}–{phase.max():.3g} deg")
     return ", ".join(parts)
 
 

@@ -16,6 +16,8 @@ import pandas as pd
 
 from cryoai.geometry.rotations import matrix_to_cryosparc_pose, matrix_to_euler
 from cryoai.io.atomic import atomic_path
+from cryoai.io.columns import (CS_CTF, CS_CTF_RADIANS, CS_POSE, CS_POSE_PSIZE, CS_SHIFT, STAR_ANGLES, STAR_CTF,
+                               STAR_OPTICS_CTF, STAR_ORIGINS_A, STAR_ORIGINS_PX)
 from cryoai.io.cryosparc import table_to_records, write_cs
 from cryoai.io.star import write_star
 
@@ -25,9 +27,7 @@ if TYPE_CHECKING:
 # RELION 3.0 per-particle optics columns; they move into data_optics on export (the pixel size
 # as rlnImagePixelSize; voltage, Cs and amplitude contrast when the set has a CTF).
 PIXEL_COLUMNS_30 = ("rlnMagnification", "rlnDetectorPixelSize", "rlnPixelSize", "rlnImagePixelSize")
-OPTICS_COLUMNS_30 = ("rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast") + PIXEL_COLUMNS_30
-CTF_STAR = ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage", "rlnSphericalAberration",
-            "rlnAmplitudeContrast", "rlnPhaseShift", "rlnCtfBfactor")
+OPTICS_COLUMNS_30 = tuple(STAR_CTF[name] for name in STAR_OPTICS_CTF) + PIXEL_COLUMNS_30
 
 
 def write_particles_star(path: str | os.PathLike, particles: ParticleSet, rotations: np.ndarray,
@@ -46,8 +46,8 @@ def write_particles_star(path: str | os.PathLike, particles: ParticleSet, rotati
     else:
         table = pd.DataFrame({"rlnImageName": _absolute_image_names(particles)})
         if particles.ctf is not None:
-            for j, column in enumerate(CTF_STAR):
-                table[column] = particles.ctf[:, j]
+            for name, column in STAR_CTF.items():
+                table[column] = getattr(particles.ctf, name)
     if particles.optics is not None:
         optics = _updated_optics(particles)
         if "rlnOpticsGroup" not in table:
@@ -58,9 +58,8 @@ def write_particles_star(path: str | os.PathLike, particles: ParticleSet, rotati
         table = table.drop(columns=moved)
         table["rlnOpticsGroup"] = groups
     rot, tilt, psi = matrix_to_euler(rotations)
-    table = table.drop(columns=[c for c in ("rlnOriginX", "rlnOriginY") if c in table])
-    for name, values in (("rlnAngleRot", rot), ("rlnAngleTilt", tilt), ("rlnAnglePsi", psi),
-                         ("rlnOriginXAngst", origins_A[:, 0]), ("rlnOriginYAngst", origins_A[:, 1])):
+    table = table.drop(columns=[c for c in STAR_ORIGINS_PX if c in table])
+    for name, values in zip(STAR_ANGLES + STAR_ORIGINS_A, (rot, tilt, psi, origins_A[:, 0], origins_A[:, 1])):
         table[name] = values
     for name, values in (extra_columns or {}).items():
         values = np.asarray(values)
@@ -86,10 +85,10 @@ def write_particles_cs(path: str | os.PathLike, particles: ParticleSet, rotation
     pose = matrix_to_cryosparc_pose(rotations).astype(np.float32)
     shift = (origins_A / particles.apix).astype(np.float32)
     for i in range(3):
-        table[f"alignments3D/pose[{i}]"] = pose[:, i]
+        table[f"{CS_POSE}[{i}]"] = pose[:, i]
     for i in range(2):
-        table[f"alignments3D/shift[{i}]"] = shift[:, i]
-    table["alignments3D/psize_A"] = np.float32(particles.apix)
+        table[f"{CS_SHIFT}[{i}]"] = shift[:, i]
+    table[CS_POSE_PSIZE] = np.float32(particles.apix)
     write_cs(path, table_to_records(table))
 
 
@@ -143,7 +142,8 @@ def _built_optics(particles: ParticleSet) -> tuple[pd.DataFrame, np.ndarray]:
     if particles.ctf is None:
         keys, groups = np.zeros((1, 0)), np.zeros(n, dtype=np.int64)
     else:
-        keys, groups = np.unique(particles.ctf[:, 3:6], axis=0, return_inverse=True)
+        per_particle = np.stack([getattr(particles.ctf, name) for name in STAR_OPTICS_CTF], 1)
+        keys, groups = np.unique(per_particle, axis=0, return_inverse=True)
     optics = pd.DataFrame({
         "rlnOpticsGroup": np.arange(1, len(keys) + 1),
         "rlnOpticsGroupName": [f"opticsGroup{g + 1}" for g in range(len(keys))],
@@ -152,7 +152,8 @@ def _built_optics(particles: ParticleSet) -> tuple[pd.DataFrame, np.ndarray]:
         "rlnImageDimensionality": 2,
     })
     if particles.ctf is not None:
-        optics["rlnVoltage"], optics["rlnSphericalAberration"], optics["rlnAmplitudeContrast"] = keys.T
+        for name, values in zip(STAR_OPTICS_CTF, keys.T):
+            optics[STAR_CTF[name]] = values
     return optics, np.asarray(groups).reshape(n) + 1
 
 
@@ -169,10 +170,7 @@ def _cs_table(particles: ParticleSet) -> pd.DataFrame:
         "blob/psize_A": np.full(n, particles.apix, dtype=np.float32),
     })
     if particles.ctf is not None:
-        c = particles.ctf
-        for name, values in (("ctf/accel_kv", c[:, 3]), ("ctf/cs_mm", c[:, 4]), ("ctf/amp_contrast", c[:, 5]),
-                             ("ctf/df1_A", c[:, 0]), ("ctf/df2_A", c[:, 1]),
-                             ("ctf/df_angle_rad", np.deg2rad(c[:, 2])), ("ctf/phase_shift_rad", np.deg2rad(c[:, 6])),
-                             ("ctf/bfactor", c[:, 7])):
-            table[name] = values.astype(np.float32)
+        for name, field in CS_CTF.items():
+            values = getattr(particles.ctf, name)
+            table[field] = (np.deg2rad(values) if name in CS_CTF_RADIANS else values).astype(np.float32)
     return table

@@ -1,7 +1,7 @@
 """``ParticleSet``: the metadata of a particle set (one row per particle) with lazy images.
 
-Units: pixel size in Å/px, box in px, CTF in the units of ``CTF_COLUMNS``, origins in Å with
-the sign of RELION's ``rlnOriginX/YAngst`` (shifting an image by +origin centres the particle),
+Units: pixel size in Å/px, box in px, CTF a ``physics.ctf.CTFParams`` record (the units in its
+field names), origins in Å with the sign of RELION's ``rlnOriginX/YAngst`` (shifting an image by +origin centres the particle),
 rotations as RELION matrices A (see ``shared/CONVENTIONS.md``).
 """
 
@@ -14,12 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cryoai.io.stack import ImageStack
-
-# Columns of ``ParticleSet.ctf``: defocus U/V (Å, positive = underfocus), astigmatism angle
-# (deg), voltage (kV), spherical aberration (mm), amplitude contrast (fraction), phase shift
-# (deg), B-factor (Å²).
-CTF_COLUMNS = ("defocus_u_A", "defocus_v_A", "defocus_angle_deg", "voltage_kV", "cs_mm",
-               "amp_contrast", "phase_shift_deg", "bfactor_A2")
+from cryoai.physics.ctf import CTFParams
 
 
 @dataclass
@@ -28,7 +23,7 @@ class ParticleSet:
 
     ``table`` holds every input column (STAR names; for .cs the fields, shaped ones split into
     ``name[i]``) and is passed through on export. ``optics`` is the RELION 3.1+ optics block or
-    None. ``ctf`` is (N, 8) float64 in ``CTF_COLUMNS`` order or None when the input has no CTF.
+    None. ``ctf`` is a ``CTFParams`` of float64 arrays (N,) or None when the input has no CTF.
     ``rotations`` (N, 3, 3) and ``origins_A`` (N, 2) are None when the input carries no poses /
     no origins. ``box`` is 0 only when neither metadata nor any stack tells it (stacks absent).
     ``notes`` lists assumptions made while loading (e.g. a defaulted amplitude contrast).
@@ -40,7 +35,7 @@ class ParticleSet:
     optics: pd.DataFrame | None
     box: int
     apix: float
-    ctf: np.ndarray | None
+    ctf: CTFParams | None
     rotations: np.ndarray | None
     origins_A: np.ndarray | None
     stack: ImageStack

@@ -24,12 +24,15 @@ import numpy as np
 import pandas as pd
 
 from cryoai.data.particle_export import write_particles_cs, write_particles_star, write_pose_pkl
-from cryoai.data.particle_set import CTF_COLUMNS, ParticleSet
+from cryoai.data.particle_set import ParticleSet
 from cryoai.errors import InputError
 from cryoai.geometry.rotations import cryosparc_pose_to_matrix, euler_to_matrix
+from cryoai.io.columns import (CS_CTF, CS_CTF_RADIANS, CS_POSE, CS_SHIFT, STAR_ANGLES, STAR_CTF,
+                               STAR_ORIGINS_A, STAR_ORIGINS_PX)
 from cryoai.io.cryosparc import read_cs, records_to_table
 from cryoai.io.stack import ImageStack
 from cryoai.io.star import read_star
+from cryoai.physics.ctf import CTF_COLUMNS, CTFParams
 
 __all__ = ["CTF_COLUMNS", "ParticleSet", "load_particles", "write_particles_star",
            "write_particles_cs", "write_pose_pkl"]
@@ -37,9 +40,6 @@ __all__ = ["CTF_COLUMNS", "ParticleSet", "load_particles", "write_particles_star
 log = logging.getLogger(__name__)
 
 DEFAULT_AMP_CONTRAST = 0.1
-STAR_CTF = dict(zip(CTF_COLUMNS, ("rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage",
-                                  "rlnSphericalAberration", "rlnAmplitudeContrast", "rlnPhaseShift",
-                                  "rlnCtfBfactor")))
 OPTIONAL_CTF_DEFAULTS = {"defocus_angle_deg": 0.0, "phase_shift_deg": 0.0, "bfactor_A2": 0.0}
 
 
@@ -73,16 +73,16 @@ def _load_star(path: Path, apix: float | None, datadir: str | None, ctf: dict) -
     notes: list[str] = []
 
     pixel = apix if apix is not None else _single_apix(_star_apix(meta, path), path, notes)
-    ctf_array = _ctf_array({k: meta[c] for k, c in STAR_CTF.items() if c in meta}, STAR_CTF, ctf, len(meta),
-                           path, notes)
+    ctf_params = _ctf_params({k: meta[c] for k, c in STAR_CTF.items() if c in meta}, STAR_CTF, ctf, len(meta),
+                             path, notes)
     rotations = None
-    if {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"} <= set(meta.columns):
-        rotations = euler_to_matrix(*(_num(meta, c, path) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")))
+    if set(STAR_ANGLES) <= set(meta.columns):
+        rotations = euler_to_matrix(*(_num(meta, c, path) for c in STAR_ANGLES))
     origins = None
-    if {"rlnOriginXAngst", "rlnOriginYAngst"} <= set(meta.columns):
-        origins = np.stack([_num(meta, "rlnOriginXAngst", path), _num(meta, "rlnOriginYAngst", path)], 1)
-    elif {"rlnOriginX", "rlnOriginY"} <= set(meta.columns):
-        origins = np.stack([_num(meta, "rlnOriginX", path), _num(meta, "rlnOriginY", path)], 1) * pixel
+    if set(STAR_ORIGINS_A) <= set(meta.columns):
+        origins = np.stack([_num(meta, c, path) for c in STAR_ORIGINS_A], 1)
+    elif set(STAR_ORIGINS_PX) <= set(meta.columns):
+        origins = np.stack([_num(meta, c, path) for c in STAR_ORIGINS_PX], 1) * pixel
 
     files, file_ids, indices = _parse_image_names(table["rlnImageName"], path)
     box = None
@@ -94,7 +94,7 @@ def _load_star(path: Path, apix: float | None, datadir: str | None, ctf: dict) -
         box = int(sizes[0])
     resolve = _Resolver(path, datadir)
     stack = ImageStack([resolve(f) for f in files], file_ids, indices, box, source=path)
-    return _finish(path, table, optics, stack, pixel, ctf_array, rotations, origins, notes)
+    return _finish(path, table, optics, stack, pixel, ctf_params, rotations, origins, notes)
 
 
 def _particle_block(blocks: dict, path: Path) -> pd.DataFrame:
@@ -161,19 +161,16 @@ def _load_cs(path: Path, apix: float | None, datadir: str | None, ctf: dict) -> 
         if "blob/psize_A" not in fields:
             raise InputError(f"{path}: no blob/psize_A field; pass --apix with the pixel size in Å")
         apix = _single_apix(records["blob/psize_A"].astype(np.float64), path, notes)
-    cs_ctf = {"defocus_u_A": "ctf/df1_A", "defocus_v_A": "ctf/df2_A", "defocus_angle_deg": "ctf/df_angle_rad",
-              "voltage_kV": "ctf/accel_kv", "cs_mm": "ctf/cs_mm", "amp_contrast": "ctf/amp_contrast",
-              "phase_shift_deg": "ctf/phase_shift_rad", "bfactor_A2": "ctf/bfactor"}
-    columns = {k: records[f].astype(np.float64) for k, f in cs_ctf.items() if f in fields}
-    for key in ("defocus_angle_deg", "phase_shift_deg"):
+    columns = {k: records[f].astype(np.float64) for k, f in CS_CTF.items() if f in fields}
+    for key in CS_CTF_RADIANS:
         if key in columns:
             columns[key] = np.rad2deg(columns[key])
-    ctf_array = _ctf_array(columns, cs_ctf, ctf, len(records), path, notes)
+    ctf_params = _ctf_params(columns, CS_CTF, ctf, len(records), path, notes)
     rotations = origins = None
-    if "alignments3D/pose" in fields:
-        rotations = cryosparc_pose_to_matrix(records["alignments3D/pose"])
-    if "alignments3D/shift" in fields:
-        origins = records["alignments3D/shift"].astype(np.float64) * apix
+    if CS_POSE in fields:
+        rotations = cryosparc_pose_to_matrix(records[CS_POSE])
+    if CS_SHIFT in fields:
+        origins = records[CS_SHIFT].astype(np.float64) * apix
     names = table["blob/path"].str.lstrip(">")  # cryoSPARC marks project-relative paths with ">"
     codes, files = pd.factorize(names)
     box = None
@@ -185,7 +182,7 @@ def _load_cs(path: Path, apix: float | None, datadir: str | None, ctf: dict) -> 
         box = int(shapes[0][0])
     resolve = _Resolver(path, datadir)
     stack = ImageStack([resolve(f) for f in files], codes, records["blob/idx"].astype(np.int64), box, source=path)
-    return _finish(path, table, None, stack, apix, ctf_array, rotations, origins, notes)
+    return _finish(path, table, None, stack, apix, ctf_params, rotations, origins, notes)
 
 
 # ---- bare stack ------------------------------------------------------------------------------
@@ -196,8 +193,8 @@ def _load_bare_stack(path: Path, apix: float | None, ctf: dict | None) -> Partic
     stack = ImageStack([path], np.zeros(n, np.int64), np.arange(n), source=path)
     table = pd.DataFrame({"rlnImageName": [f"{i + 1:06d}@{path.name}" for i in range(n)]})
     notes: list[str] = []
-    ctf_array = None if ctf is None else _ctf_array({}, {}, ctf, n, path, notes)
-    return _finish(path, table, None, stack, apix, ctf_array, None, None, notes)
+    ctf_params = None if ctf is None else _ctf_params({}, {}, ctf, n, path, notes)
+    return _finish(path, table, None, stack, apix, ctf_params, None, None, notes)
 
 
 # ---- shared helpers --------------------------------------------------------------------------
@@ -209,34 +206,34 @@ def _finish(path, table, optics, stack, apix, ctf, rotations, origins, notes) ->
                        rotations=rotations, origins_A=origins, stack=stack, notes=notes)
 
 
-def _ctf_array(columns: dict, names: dict, given: dict, n: int, path: Path, notes: list[str]) -> np.ndarray | None:
-    """CTF (n, 8) from per-particle ``columns`` (CTF_COLUMNS keys; ``names``: their names in the
-    file), else the ``given`` values, else the defaults; None without any defocus."""
+def _ctf_params(columns: dict, names: dict, given: dict, n: int, path: Path, notes: list[str]) -> CTFParams | None:
+    """CTF of n particles from per-particle ``columns`` (CTF_COLUMNS keys; ``names``: their names
+    in the file), else the ``given`` values, else the defaults; None without any defocus."""
     given = given or {}
     if "defocus_u_A" not in columns and "defocus_u_A" not in given:
         return None
-    out = np.empty((n, len(CTF_COLUMNS)))
-    for j, key in enumerate(CTF_COLUMNS):
+    out: dict[str, np.ndarray] = {}
+    for key in CTF_COLUMNS:
         if key in columns:
             values = pd.to_numeric(pd.Series(np.asarray(columns[key])), errors="coerce").to_numpy(np.float64)
             if not np.all(np.isfinite(values)):
                 row = int(np.flatnonzero(~np.isfinite(values))[0])
                 raise InputError(f"{path}: CTF value {names.get(key, key)} of row {row + 1} is missing or not "
                                  f"a number; fix the file")
-            out[:, j] = values
+            out[key] = values
         elif key in given:
-            out[:, j] = float(given[key])
+            out[key] = np.full(n, float(given[key]))
         elif key == "defocus_v_A":
-            out[:, j] = out[:, 0]
+            out[key] = out["defocus_u_A"].copy()
         elif key in OPTIONAL_CTF_DEFAULTS:
-            out[:, j] = OPTIONAL_CTF_DEFAULTS[key]
+            out[key] = np.full(n, OPTIONAL_CTF_DEFAULTS[key])
         elif key == "amp_contrast":
-            out[:, j] = DEFAULT_AMP_CONTRAST
+            out[key] = np.full(n, DEFAULT_AMP_CONTRAST)
             notes.append(f"no amplitude contrast given; assuming {DEFAULT_AMP_CONTRAST} (as cryoDRGN)")
         else:
             raise InputError(f"{path}: the CTF needs {names.get(key, key)} ({key}) but it is missing; add it to "
                              f"the file (or pass it as a CTF value)")
-    return out
+    return CTFParams(**out)
 
 
 def _single_apix(values: np.ndarray, path: Path, notes: list[str]) -> float:

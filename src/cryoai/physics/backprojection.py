@@ -127,3 +127,12 @@ def confine_to_box(spectrum: torch.Tensor, box: int, radius_fraction: float = 0.
     edge = max(1.0, 0.1 * radius)
     mask = torch.clamp((radius - dist) / edge, 0.0, 1.0)
     return fft3_centered(volume * mask).to(torch.complex64)
+
+
+def reconstruct_in_box(numerator: torch.Tensor, denominator: torch.Tensor, box: int, regularisation: float,
+                       per_shell: bool = False, support_fraction: float = 0.5) -> torch.Tensor:
+    """The map's spectrum from back-projected sums (``backproject``): Wiener-regularised
+    (``wiener_reconstruct``, flat or per shell), then confined to a sphere of
+    ``support_fraction``·box pixels (``confine_to_box``; 0.5: the box's inscribed sphere)."""
+    spectrum = wiener_reconstruct(numerator, denominator, regularisation, per_shell=per_shell)
+    return confine_to_box(spectrum, box, support_fraction)

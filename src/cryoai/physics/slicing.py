@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +17,12 @@ def slice_coordinates(rotations: torch.Tensor, freqs: torch.Tensor) -> torch.Ten
     Returns (B, M, 3) coordinates (x, y, z) in the same unit.
     """
     return torch.einsum("mi,bij->bmj", freqs.to(rotations.dtype), rotations[:, :2, :])
+
+
+def project(volume: Callable[[torch.Tensor], torch.Tensor], rotations: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
+    """Central slices of ``volume`` (a callable of (B, M, 3) frequencies) for poses ``rotations``
+    (B, 3, 3) at ``freqs`` (M, 2): the transforms of the projections, (B, M) complex."""
+    return volume(slice_coordinates(rotations, freqs))
 
 
 def sample_grid(grid: torch.Tensor, index_xyz: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,8 @@ def _ctf(run: Run) -> str:
     ctf = particles.ctf
     if ctf is None:
         return "no"
-    df = (ctf[:, 0] + ctf[:, 1]) / 2e4
-    return f"yes (defocus {df.min():.2f}–{df.max():.2f} µm, {ctf[0, 3]:g} kV)"
+    df = (ctf.defocus_u_A + ctf.defocus_v_A) / 2e4
+    return f"yes (defocus {df.min():.2f}–{df.max():.2f} µm, {ctf.voltage_kV[0]:g} kV)"
 
 
 def _minutes(seconds: float) -> str:

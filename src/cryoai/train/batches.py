@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cryoai.data.particles import ParticleSet
 from cryoai.geometry.grids import fft2_centered, ifft2_centered
+from cryoai.physics.ctf import CTFParams
 from cryoai.train import distributed
 
 
@@ -33,11 +34,11 @@ class Batch:
     indices: torch.Tensor  # (B,) particle rows
     spectra: torch.Tensor  # (B, Lt, Lt) complex, centred, normalised
     images: torch.Tensor  # (B, Le, Le) real, for the encoder
-    ctf_params: torch.Tensor | None  # (B, 8)
+    ctf_params: CTFParams | None  # B particles, float32 tensors
 
     def to(self, device) -> "Batch":
         """On ``device`` (asynchronous from pinned memory); the indices stay on the CPU."""
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+        def move(t: torch.Tensor | CTFParams | None) -> torch.Tensor | CTFParams | None:
             return None if t is None else t.to(device, non_blocking=True)
         return Batch(self.indices, move(self.spectra), move(self.images), move(self.ctf_params))
 
@@ -79,7 +80,7 @@ class TrainingData:
         spectra = self._normalised_spectra(idx) * self.sign
         images = ifft2_centered(crop_spectra(spectra, self.encoder_box)) * self.encoder_box
         ctf = self.particles.ctf
-        ctf_params = torch.from_numpy(ctf[idx]).to(torch.float32) if ctf is not None else None
+        ctf_params = ctf[idx].to_torch(torch.float32) if ctf is not None else None
         return Batch(torch.from_numpy(idx), spectra, images, ctf_params)
 
     def _normalised_spectra(self, idx: np.ndarray) -> torch.Tensor:

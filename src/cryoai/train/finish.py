@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cryoai.physics.backprojection import backproject, confine_to_box, wiener_reconstruct
+from cryoai.physics.backprojection import backproject, reconstruct_in_box
 from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
 from cryoai.train.batches import TrainingData, chunked_batches
@@ -55,7 +55,7 @@ def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, o
         into = backproject(b.spectra.reshape(len(b.indices), -1)[:, idx], rotations[start : start + 256], freqs,
                            box, c, origins_px[start : start + 256], oversample=oversample, into=into)
     dist.sum_tensors(*into)
-    return confine_to_box(wiener_reconstruct(*into, 0.05), box)
+    return reconstruct_in_box(*into, box, 0.05)
 
 
 def load_reconstruction(volume, data: TrainingData, rows: np.ndarray, poses: Poses, how: PoseSettings) -> None:

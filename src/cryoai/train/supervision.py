@@ -65,7 +65,7 @@ def synthetic_batch(volume: Volume, data: TrainingData, n: int, origin_sd_px: fl
     c = None
     if data.particles.ctf is not None:
         rows = gen.integers(0, len(data.particles), n)
-        c = ctf(freqs / data.apix, torch.from_numpy(data.particles.ctf[rows]).to(torch.float32))
+        c = ctf(freqs / data.apix, data.particles.ctf[rows].to_torch(torch.float32))
     mine = torch.from_numpy(dist.shard(np.arange(n)))
     rot, origin, c = rot[mine], origin[mine], None if c is None else c[mine]
     with torch.no_grad():

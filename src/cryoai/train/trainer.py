@@ -41,7 +41,7 @@ from cryoai.train.predict import encode_both, loss_frequencies, predict_poses
 from cryoai.train.run_dir import RunDir
 from cryoai.train.schedule import loss_radius
 from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
-from cryoai.train.warmstart import warm_start
+from cryoai.train.warmstart import WarmStartConfig, warm_start
 
 
 def build_models(cfg: TrainConfig, device: str) -> tuple[PoseEncoder, torch.nn.Module]:
@@ -117,12 +117,13 @@ class Trainer:
         apix_b = data.apix * data.train_box / b
         freqs = freq_grid_2d(b).reshape(-1, 2)
         if self.particles.ctf is not None:
-            params = torch.from_numpy(self.particles.ctf[self.subset]).to(torch.float32)
+            params = self.particles.ctf[self.subset].to_torch(torch.float32)
             ctf_values = ctf(freqs / apix_b, params).reshape(-1, b, b)
         else:
             ctf_values = torch.ones(len(self.subset), b, b)
         t0 = time.time()
-        result = warm_start(spectra, ctf_values, b, iterations=cfg.warm_iterations, seed=cfg.seed, log=self.run.log)
+        result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed),
+                            log=self.run.log)
         self.subset_rot = result.rotations
         self.subset_origin = result.origins_px * (data.train_box / b)
         self._index_subset()

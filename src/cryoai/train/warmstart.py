@@ -26,8 +26,14 @@ frequency marching) failed on CTF + shift data and on small particles:
    shifts by a sub-pixel step), with the radius marching to b/2.
 
 The map is reconstructed each time with a Wiener term relative to each shell
-(``wiener_reconstruct(per_shell=True)``): a flat term swamps the low frequencies, where the CTF
-is about 0.1.
+(``reconstruct_in_box(per_shell=True)``): a flat term swamps the low frequencies, where the CTF
+is about 0.1. Poses are scored with the image model's residual in its factorised form
+(``physics.image_model.squared_residuals``) and the map is the adjoint's reconstruction
+(``physics.backprojection``): nothing of the forward model is written here.
+
+``warm_start(spectra, ctf_values, box, WarmStartConfig(...))`` runs it; ``WarmStart`` holds the
+state (the subset, the current poses, the back-projected sums and the map) and has one method per
+stage, in the order they run.
 """
 
 from __future__ import annotations
@@ -41,11 +47,59 @@ import torch
 
 from cryoai.geometry.grids import half_plane_disc, ifft3_centered, radius_grid_3d
 from cryoai.geometry.rotations import euler_to_matrix
-from cryoai.physics.backprojection import backproject, confine_to_box, shell_index, wiener_reconstruct
+from cryoai.physics.backprojection import backproject, reconstruct_in_box
+from cryoai.physics.image_model import factored_residuals, image_factors, slice_factors, squared_residuals
 from cryoai.physics.shifts import origin_phase
-from cryoai.physics.slicing import SpectrumVolume, slice_coordinates
+from cryoai.physics.slicing import SpectrumVolume, project
 
 OVERSAMPLE = 2  # the reconstruction grid is OVERSAMPLE·b per side (accurate trilinear gridding)
+
+
+@dataclass
+class WarmStartConfig:
+    """Settings of the warm start; radii are in Fourier pixels of the box-b grid, shifts in its
+    pixels.
+
+    Stochastic EM: ``sgd_steps`` (default: ``sgd_epochs`` passes over the subset) batches of
+    ``batch_size`` images, the radius marching from ``radius_start_px`` to ``radius_sgd_end_px``
+    (default 3b/8); rotation grids of ``n_directions``/4 × ``n_psi``/2, then /2 × 2/3, then the
+    full grid as the radius passes 0.28 b and 3b/8; running averages moved by ``sgd_rate`` per
+    step. ``noise_floor``: the E-step sees the images with noise added up to a total residual
+    variance of ``noise_floor`` × their mean power per coefficient (0 turns it off).
+    ``shift_sigma_px``: std of the Gaussian prior on origins (default ``max_shift_px``/2; 0, or
+    None with max_shift_px = 0: none). ``top_k`` poses per image share its weight.
+
+    Refinement: ``iterations`` full passes, radius marching from ``radius_sgd_end_px`` to b/2
+    over the first half of them and held there; the first ``global_iterations`` search the full
+    grid, the rest search locally with rotation steps shrinking geometrically over
+    ``local_step_deg`` and shift steps ``local_shift_px``, origins kept within ``max_shift_px``.
+
+    The map: Wiener term ``regularisation`` relative to each shell, confined to a sphere of
+    ``mask_radius_px`` (default: the particle radius estimated from the random-pose
+    reconstruction + ``mask_margin_px``, within [0.2 b, 0.5 b]). ``seed`` seeds every draw.
+    """
+
+    radius_start_px: float = 3.0
+    iterations: int = 14
+    n_directions: int = 600
+    n_psi: int = 36
+    max_shift_px: float = 1.0
+    shift_step_px: float = 0.5
+    top_k: int = 8
+    regularisation: float = 0.05
+    seed: int = 0
+    radius_sgd_end_px: float | None = None
+    sgd_steps: int | None = None
+    sgd_epochs: float = 14.0
+    batch_size: int = 100
+    sgd_rate: float = 0.1
+    noise_floor: float = 0.5
+    shift_sigma_px: float | None = None
+    mask_radius_px: float | None = None
+    mask_margin_px: float = 0.5
+    global_iterations: int = 1
+    local_step_deg: tuple[float, float] = (5.0, 1.5)
+    local_shift_px: float = 0.25
 
 
 @dataclass
@@ -84,34 +138,6 @@ def local_perturbations(step_deg: float) -> torch.Tensor:
     return roma.rotvec_to_rotmat(v)
 
 
-def _scores(x, c, volume, rotations, freqs, shifts, chunk=64):
-    """Squared errors |x − c·S_t·P_R|² for every (image, shift, rotation), less |x|².
-
-    One matrix product per chunk of m images (``_image_factors`` by ``_projection_factors``,
-    inner dimension 3K). Yields (first, E (m, T, R), |x|² (m,)).
-    """
-    rhs = _projection_factors(volume(slice_coordinates(rotations, freqs)))  # (R, 3K)
-    phases = origin_phase(freqs, shifts)  # (T, K)
-    for first in range(0, x.shape[0], chunk):
-        xs, cs = x[first : first + chunk], c[first : first + chunk]
-        lhs = _image_factors(xs, cs, phases)  # (m, T, 3K)
-        err = (lhs.reshape(-1, rhs.shape[1]) @ rhs.T).reshape(xs.shape[0], len(shifts), -1)
-        yield first, err, (xs.abs() ** 2).sum(1)
-
-
-def _image_factors(x: torch.Tensor, c: torch.Tensor, phases: torch.Tensor) -> torch.Tensor:
-    """Rows [−2·Re w, 2·Im w, c²] with w = conj(x)·c·S_t, for images x and CTFs c (…, K) and
-    shift phases (T, K) shared by all images or (…, T, K) per image: (…, T, 3K)."""
-    w = (x.conj() * c)[..., None, :] * phases
-    return torch.cat([-2 * w.real, 2 * w.imag, (c**2)[..., None, :].expand_as(w.real)], dim=-1)
-
-
-def _projection_factors(proj: torch.Tensor) -> torch.Tensor:
-    """Columns [Re P, Im P, |P|²] of central slices P (…, K): (…, 3K). Their product with
-    ``_image_factors`` is |x − c·S_t·P|² − |x|²."""
-    return torch.cat([proj.real, proj.imag, proj.abs() ** 2], dim=-1)
-
-
 def _soft_assign(score: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of (n, H) scores (negative log posteriors, up to a constant): (indices, weights)."""
     s_top, j = torch.topk(score, min(top_k, score.shape[1]), dim=1, largest=False)
@@ -132,204 +158,217 @@ def particle_radius(spectrum: torch.Tensor, box: int, level: float = 0.05) -> fl
     return float(radii[peak + below[0]]) if len(below) else None
 
 
-def warm_start(
-    spectra: torch.Tensor,
-    ctf_values: torch.Tensor,
-    box: int,
-    radius_start: float = 3.0,
-    iterations: int = 14,
-    n_directions: int = 600,
-    n_psi: int = 36,
-    max_shift_px: float = 1.0,
-    shift_step_px: float = 0.5,
-    top_k: int = 8,
-    regularisation: float = 0.05,
-    seed: int = 0,
-    log=print,
-    callback=None,
-    *,
-    radius_sgd_end: float | None = None,
-    sgd_steps: int | None = None,
-    sgd_epochs: float = 14.0,
-    batch_size: int = 100,
-    sgd_rate: float = 0.1,
-    noise_floor: float = 0.5,
-    shift_sigma_px: float | None = None,
-    mask_radius_px: float | None = None,
-    mask_margin_px: float = 0.5,
-    global_iterations: int = 1,
-    local_step_deg: tuple[float, float] = (5.0, 1.5),
-    local_shift_px: float = 0.25,
-) -> WarmStartResult:
+def warm_start(spectra: torch.Tensor, ctf_values: torch.Tensor, box: int,
+               config: WarmStartConfig | None = None, log=print, callback=None) -> WarmStartResult:
     """Ab initio poses and map for M image spectra at a box-b grid (see the module docstring).
 
     spectra (M, b, b) centred complex spectra; ctf_values (M, b, b) CTF at the same grid (ones
-    when the data has none).
-
-    Stochastic EM: ``sgd_steps`` (default: ``sgd_epochs`` passes over the subset) batches of
-    ``batch_size`` images, the radius marching from
-    ``radius_start`` to ``radius_sgd_end`` (default 3b/8) Fourier pixels; rotation grids of
-    ``n_directions``/4 × ``n_psi``/2, then /2 × 2/3, then the full grid as the radius passes
-    0.28 b and 3b/8; running averages moved by ``sgd_rate`` per step. ``noise_floor``: the E-step
-    sees the images with noise added up to a total residual variance of ``noise_floor`` × their
-    mean power per coefficient (0 turns it off). ``shift_sigma_px``: std of the Gaussian prior on
-    origins (default ``max_shift_px``/2; 0 or None with max_shift_px = 0: none).
-
-    Refinement: ``iterations`` full passes, radius marching from ``radius_sgd_end`` to b/2 over
-    the first half of them and held there; the first ``global_iterations`` search the full grid,
-    the rest search locally with rotation steps shrinking geometrically over ``local_step_deg``
-    and shift steps ``local_shift_px``, origins kept within ``max_shift_px``.
-
-    The map is confined to a sphere of ``mask_radius_px`` (default: the particle radius estimated
-    from the random-pose reconstruction + ``mask_margin_px``, within [0.2 b, 0.5 b]).
-    ``callback(rotations, origins)`` is called after each SGD epoch and refinement pass.
+    when the data has none). ``callback(rotations, origins)`` is called after each SGD epoch and
+    refinement pass.
     """
-    gen = torch.Generator().manual_seed(seed)
-    m = spectra.shape[0]
-    full = half_plane_disc(box, box // 2)
-    X = spectra.reshape(m, -1)[:, full].to(torch.complex64)
-    C = ctf_values.reshape(m, -1)[:, full].to(torch.float32)
-    f = torch.arange(box) - box // 2
-    fy, fx = torch.meshgrid(f, f, indexing="ij")
-    freqs_all = torch.stack([fx.flatten(), fy.flatten()], -1)[full].to(torch.float32) / box
-    radii = freqs_all.norm(dim=1) * box
+    state = WarmStart(spectra, ctf_values, box, config or WarmStartConfig(), log, callback)
+    state.estimate_support()
+    state.stochastic_em()
+    state.refine()
+    return WarmStartResult(state.rotations, state.origins, state.spectrum, state.history)
 
-    radius_sgd_end = 3 * box / 8 if radius_sgd_end is None else radius_sgd_end
-    shifts = shift_grid(max_shift_px, shift_step_px)
-    sigma = max_shift_px / 2 if shift_sigma_px is None else shift_sigma_px
-    shift_penalty = (shifts**2).sum(1) / (2 * sigma**2) if sigma > 0 else torch.zeros(len(shifts))
-    grids: dict[tuple[int, int], torch.Tensor] = {}
 
-    def grid_for(radius: float) -> torch.Tensor:
+class WarmStart:
+    """One warm start's state: the subset (spectra X and CTFs C on the half-plane disc of the
+    box-b grid), the current best poses, the back-projected sums and the map reconstructed from
+    them. The methods are the stages, in the order ``warm_start`` calls them."""
+
+    def __init__(self, spectra: torch.Tensor, ctf_values: torch.Tensor, box: int, config: WarmStartConfig,
+                 log=print, callback=None):
+        cfg = self.cfg = config
+        self.box, self.log, self.callback = box, log, callback
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        m = self.m = spectra.shape[0]
+        full = half_plane_disc(box, box // 2)
+        self.X = spectra.reshape(m, -1)[:, full].to(torch.complex64)
+        self.C = ctf_values.reshape(m, -1)[:, full].to(torch.float32)
+        f = torch.arange(box) - box // 2
+        fy, fx = torch.meshgrid(f, f, indexing="ij")
+        self.freqs = torch.stack([fx.flatten(), fy.flatten()], -1)[full].to(torch.float32) / box  # (K, 2) cycles/px
+        self.radii = self.freqs.norm(dim=1) * box  # Fourier pixels
+        self.radius_sgd_end = 3 * box / 8 if cfg.radius_sgd_end_px is None else cfg.radius_sgd_end_px
+        self.shifts = shift_grid(cfg.max_shift_px, cfg.shift_step_px)
+        sigma = cfg.max_shift_px / 2 if cfg.shift_sigma_px is None else cfg.shift_sigma_px
+        self.shift_penalty = (self.shifts**2).sum(1) / (2 * sigma**2) if sigma > 0 else torch.zeros(len(self.shifts))
+        self.grids: dict[tuple[int, int], torch.Tensor] = {}
+        self.support_fraction = 0.5  # of the box: the radius of the spherical support
+        self.rotations = torch.empty(m, 3, 3)  # current best pose of each image
+        self.origins = torch.zeros(m, 2)  # px
+        self.numerator = self.denominator = self.spectrum = None
+        self.history: list[dict] = []
+
+    # ---- the map ------------------------------------------------------------------------------
+    def rotation_grid_for(self, radius: float) -> torch.Tensor:
         """Coarser rotation grids at small radius, where finer sampling resolves nothing."""
+        cfg, box = self.cfg, self.box
         if radius <= 0.28 * box:
-            key = (max(n_directions // 4, 1), max(n_psi // 2, 1))
+            key = (max(cfg.n_directions // 4, 1), max(cfg.n_psi // 2, 1))
         elif radius <= 3 * box / 8:
-            key = (max(n_directions // 2, 1), max(2 * n_psi // 3, 1))
+            key = (max(cfg.n_directions // 2, 1), max(2 * cfg.n_psi // 3, 1))
         else:
-            key = (n_directions, n_psi)
-        if key not in grids:
-            grids[key] = rotation_grid(*key)
-        return grids[key]
+            key = (cfg.n_directions, cfg.n_psi)
+        if key not in self.grids:
+            self.grids[key] = rotation_grid(*key)
+        return self.grids[key]
 
-    mask_fraction = [0.5]
+    def backproject(self, x: torch.Tensor, c: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor,
+                    weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sums of images x, CTFs c (n, K) at their top-k poses (n, k, 3, 3), (n, k, 2) with weights (n, k)."""
+        k = rotations.shape[1]
+        return backproject(x.repeat_interleave(k, 0), rotations.reshape(-1, 3, 3), self.freqs, self.box,
+                           c.repeat_interleave(k, 0), origins.reshape(-1, 2), weights.flatten(), oversample=OVERSAMPLE)
 
-    def reconstruct(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
-        spectrum = wiener_reconstruct(numerator, denominator, regularisation, per_shell=True)
-        return confine_to_box(spectrum, box, mask_fraction[0])
+    def reconstruct(self) -> torch.Tensor:
+        """The map from the current sums: per-shell Wiener, within the spherical support."""
+        return reconstruct_in_box(self.numerator, self.denominator, self.box, self.cfg.regularisation,
+                                  per_shell=True, support_fraction=self.support_fraction)
 
-    # random-pose back-projection: the rotational average, which sizes the support mask
-    pick = torch.randint(len(grid_for(radius_start)), (m,), generator=gen)
-    best_R = grid_for(radius_start)[pick].clone()
-    best_t = torch.zeros(m, 2)
-    num, den = backproject(X, best_R, freqs_all, box, C, oversample=OVERSAMPLE)
-    if mask_radius_px is None:
-        estimate = particle_radius(reconstruct(num, den), box)
-        mask_radius_px = 0.5 * box if estimate is None else estimate + mask_margin_px
-    mask_fraction[0] = min(max(mask_radius_px / box, 0.2), 0.5)
-    log(f"warm start: {m} images at box {box}, support mask radius {mask_fraction[0] * box:.2f} px")
-    spectrum = reconstruct(num, den)
+    # ---- stage 1: the support -----------------------------------------------------------------
+    def estimate_support(self) -> None:
+        """Back-project the subset at random poses (the particle's rotational average) and size
+        the spherical support from its radial profile; start the map there."""
+        cfg, box = self.cfg, self.box
+        grid = self.rotation_grid_for(cfg.radius_start_px)
+        pick = torch.randint(len(grid), (self.m,), generator=self.gen)
+        self.rotations = grid[pick].clone()
+        self.numerator, self.denominator = backproject(self.X, self.rotations, self.freqs, box, self.C,
+                                                       oversample=OVERSAMPLE)
+        mask_radius_px = cfg.mask_radius_px
+        if mask_radius_px is None:
+            estimate = particle_radius(self.reconstruct(), box)
+            mask_radius_px = 0.5 * box if estimate is None else estimate + cfg.mask_margin_px
+        self.support_fraction = min(max(mask_radius_px / box, 0.2), 0.5)
+        self.log(f"warm start: {self.m} images at box {box}, support mask radius {self.support_fraction * box:.2f} px")
+        self.spectrum = self.reconstruct()
 
-    def global_search(x, c, radius, rotations):
-        """Exhaustive E-step of images x (n, K_all): top-k (rotations, origins, weights), noise var."""
-        keep = radii <= radius
-        x, c, freqs = x[:, keep], c[:, keep], freqs_all[keep]
-        n, n_shifts, k = x.shape[0], len(shifts), min(top_k, len(rotations))
+    # ---- stage 2: stochastic EM ---------------------------------------------------------------
+    def stochastic_em(self) -> None:
+        """Minibatch EM with the radius marching, noise added up to the floor in the E-step, and
+        running averages of the back-projected sums."""
+        cfg, m = self.cfg, self.m
+        batch = min(cfg.batch_size, m)
+        steps = max(1, round(cfg.sgd_epochs * m / batch)) if cfg.sgd_steps is None else cfg.sgd_steps
+        epoch = max(1, round(m / batch))
+        power = float((self.X.abs() ** 2).mean())  # mean power per coefficient of the images
+        clean_var = 0.0  # estimated residual variance of the clean images at the last step
+        previous = self.rotations.clone()
+        for step in range(steps):
+            radius = cfg.radius_start_px + (self.radius_sgd_end - cfg.radius_start_px) * step / max(steps - 1, 1)
+            added = max(0.0, cfg.noise_floor * power - clean_var)
+            weights, noise_var = self.sgd_step(batch, radius, added, m / batch)
+            clean_var = max(0.0, noise_var - added)
+            if (step + 1) % epoch == 0 or step == steps - 1:
+                self.record("sgd", radius, noise_var, previous, weights, step=step + 1, added_noise_var=added)
+                previous = self.rotations.clone()
+
+    def sgd_step(self, batch: int, radius: float, added: float, scale: float) -> tuple[torch.Tensor, float]:
+        """One step on a random batch: E-step with noise of variance ``added`` per coefficient,
+        then the sums move ``sgd_rate`` towards the batch's back-projection × ``scale``.
+        Returns the batch's top-k weights and the E-step's noise variance."""
+        rate = self.cfg.sgd_rate
+        idx = torch.randperm(self.m, generator=self.gen)[:batch]
+        noise = torch.complex(torch.randn(batch, self.X.shape[1], generator=self.gen),
+                              torch.randn(batch, self.X.shape[1], generator=self.gen))
+        rot, origin, weights, noise_var = self.global_search(self.X[idx] + noise * math.sqrt(added / 2), self.C[idx],
+                                                             radius, self.rotation_grid_for(radius))
+        self.rotations[idx], self.origins[idx] = rot[:, 0], origin[:, 0]
+        nb, db = self.backproject(self.X[idx], self.C[idx], rot, origin, weights)
+        self.numerator = (1 - rate) * self.numerator + rate * scale * nb
+        self.denominator = (1 - rate) * self.denominator + rate * scale * db
+        self.spectrum = self.reconstruct()
+        return weights, noise_var
+
+    def global_search(self, x: torch.Tensor, c: torch.Tensor, radius: float, rotations: torch.Tensor,
+                      chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """Exhaustive E-step of images x, CTFs c (n, K) over ``rotations`` × the shift grid within
+        ``radius``: top-k (rotations (n, k, 3, 3), origins (n, k, 2), weights (n, k)), noise var."""
+        cfg = self.cfg
+        keep = self.radii <= radius
+        x, c, freqs = x[:, keep], c[:, keep], self.freqs[keep]
+        n, n_shifts, k = x.shape[0], len(self.shifts), min(cfg.top_k, len(rotations))
+        rhs = slice_factors(project(SpectrumVolume(self.spectrum), rotations, freqs))  # (R, 3K)
+        phases = origin_phase(freqs, self.shifts)  # (T, K)
         cand_err, cand_rot = torch.empty(n, n_shifts, k), torch.empty(n, n_shifts, k, dtype=torch.long)
-        for first, err, data in _scores(x, c, SpectrumVolume(spectrum), rotations, freqs, shifts):
+        for first in range(0, n, chunk):
+            xs, cs = x[first : first + chunk], c[first : first + chunk]
+            err = factored_residuals(image_factors(xs, cs, phases), rhs)  # (m, T, R), less |x|²
             e, i = torch.topk(err, k, dim=2, largest=False)  # best rotations for each shift
-            cand_err[first : first + len(e)] = e + data[:, None, None]
+            cand_err[first : first + len(e)] = e + (xs.abs() ** 2).sum(1)[:, None, None]
             cand_rot[first : first + len(e)] = i
         noise_var = cand_err.amin((1, 2)).mean().clamp_min(1e-12) / keep.sum()  # per coefficient
-        score = cand_err / noise_var + shift_penalty[None, :, None]
-        j, weights = _soft_assign(score.reshape(n, -1), top_k)
+        score = cand_err / noise_var + self.shift_penalty[None, :, None]
+        j, weights = _soft_assign(score.reshape(n, -1), cfg.top_k)
         rot = rotations[cand_rot.reshape(n, -1).gather(1, j)]
-        return rot, shifts[j // k], weights, float(noise_var)
+        return rot, self.shifts[j // k], weights, float(noise_var)
 
-    def local_search(radius, step_deg, chunk=256):
+    # ---- stage 3: refinement on the whole subset ----------------------------------------------
+    def refine(self) -> None:
+        """``iterations`` passes over the clean subset: global searches first, then local ones
+        with shrinking steps; each pass rebuilds the sums from all images."""
+        cfg, box = self.cfg, self.box
+        n_march = max(1, (cfg.iterations + 1) // 2)
+        for it in range(cfg.iterations):
+            radius = self.radius_sgd_end + (box / 2 - self.radius_sgd_end) * min(it + 1, n_march) / n_march
+            previous = self.rotations.clone()
+            if it < cfg.global_iterations:
+                rot, origin, weights, noise_var = self.global_search(self.X, self.C, radius,
+                                                                     self.rotation_grid_for(radius))
+            else:
+                n_local = max(cfg.iterations - cfg.global_iterations - 1, 1)
+                frac = (it - cfg.global_iterations) / n_local
+                step_deg = cfg.local_step_deg[0] * (cfg.local_step_deg[1] / cfg.local_step_deg[0]) ** frac
+                rot, origin, weights, noise_var = self.local_search(radius, step_deg)
+            self.rotations, self.origins = rot[:, 0].clone(), origin[:, 0].clone()
+            self.numerator, self.denominator = self.backproject(self.X, self.C, rot, origin, weights)
+            self.spectrum = self.reconstruct()
+            self.record("refine", radius, noise_var, previous, weights)
+
+    def local_search(self, radius: float, step_deg: float,
+                     chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
         """E-step of all images over their current pose perturbed (rotation R·Δ, origin ± step)."""
-        keep = radii <= radius
-        freqs, n_coef = freqs_all[keep], keep.sum()
+        cfg = self.cfg
+        keep = self.radii <= radius
+        freqs, n_coef = self.freqs[keep], keep.sum()
         pert = local_perturbations(step_deg)  # (J, 3, 3)
-        g = torch.arange(-1, 2, dtype=torch.float32) * local_shift_px
+        g = torch.arange(-1, 2, dtype=torch.float32) * cfg.local_shift_px
         dshift = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)  # (S, 2)
-        volume = SpectrumVolume(spectrum)
+        volume = SpectrumVolume(self.spectrum)
         parts = []
-        for first in range(0, m, chunk):
-            part = slice(first, min(first + chunk, m))
-            x, c = X[part][:, keep], C[part][:, keep]
+        for first in range(0, self.m, chunk):
+            part = slice(first, min(first + chunk, self.m))
+            x, c = self.X[part][:, keep], self.C[part][:, keep]
             n = x.shape[0]
-            cand_R = best_R[part][:, None] @ pert[None]  # (n, J, 3, 3)
-            cand_t = best_t[part][:, None, :] + dshift[None]  # (n, S, 2)
+            cand_R = self.rotations[part][:, None] @ pert[None]  # (n, J, 3, 3)
+            cand_t = self.origins[part][:, None, :] + dshift[None]  # (n, S, 2)
             norm = cand_t.norm(dim=2, keepdim=True)
-            cand_t = torch.where(norm > max_shift_px, cand_t * max_shift_px / norm.clamp_min(1e-12), cand_t)
-            proj = volume(slice_coordinates(cand_R.reshape(-1, 3, 3), freqs)).reshape(n, len(pert), -1)
+            cand_t = torch.where(norm > cfg.max_shift_px, cand_t * cfg.max_shift_px / norm.clamp_min(1e-12), cand_t)
+            proj = project(volume, cand_R.reshape(-1, 3, 3), freqs).reshape(n, len(pert), -1)
             phases = origin_phase(freqs, cand_t.reshape(-1, 2)).reshape(n, len(dshift), -1)
-            lhs, rhs = _image_factors(x, c, phases), _projection_factors(proj)  # (n, S, 3K), (n, J, 3K)
-            err = lhs @ rhs.transpose(1, 2) + (x.abs() ** 2).sum(1)[:, None, None]  # (n, S, J)
+            err = squared_residuals(x, c, phases, proj)  # (n, S, J)
             parts.append((err.reshape(n, -1), cand_R, cand_t))
         noise_var = torch.cat([p[0].amin(1) for p in parts]).mean().clamp_min(1e-12) / n_coef
         rots, origins, weights = [], [], []
         for err, cand_R, cand_t in parts:
-            j, w = _soft_assign(err / noise_var, top_k)
+            j, w = _soft_assign(err / noise_var, cfg.top_k)
             s_idx, r_idx = j // len(pert), j % len(pert)
             rots.append(cand_R.gather(1, r_idx[..., None, None].expand(-1, -1, 3, 3)))
             origins.append(cand_t.gather(1, s_idx[..., None].expand(-1, -1, 2)))
             weights.append(w)
         return torch.cat(rots), torch.cat(origins), torch.cat(weights), float(noise_var)
 
-    history: list[dict] = []
-
-    def record(stage, radius, noise_var, previous, weights, **extra):
-        changed = float((roma.rotmat_geodesic_distance(previous, best_R) > math.radians(5)).float().mean())
-        history.append({"stage": stage, "radius": radius, "noise_var": noise_var, "changed": changed,
-                        "top1_weight": float(weights[:, 0].mean()), **extra})
-        log(f"warm start {stage} {len(history)}: radius {radius:.1f} px, poses changed {100 * changed:.0f}%, "
-            f"mean top weight {weights[:, 0].mean():.2f}")
-        if callback is not None:
-            callback(best_R.clone(), best_t.clone())
-
-    # stochastic EM
-    batch = min(batch_size, m)
-    sgd_steps = max(1, round(sgd_epochs * m / batch)) if sgd_steps is None else sgd_steps
-    epoch = max(1, round(m / batch))
-    power = float((X.abs() ** 2).mean())  # mean power per coefficient of the images
-    clean_var = 0.0  # estimated residual variance of the clean images at the last step
-    previous = best_R.clone()
-    for step in range(sgd_steps):
-        radius = radius_start + (radius_sgd_end - radius_start) * step / max(sgd_steps - 1, 1)
-        idx = torch.randperm(m, generator=gen)[:batch]
-        added = max(0.0, noise_floor * power - clean_var)
-        noise = torch.complex(torch.randn(batch, X.shape[1], generator=gen), torch.randn(batch, X.shape[1], generator=gen))
-        rot, origin, weights, noise_var = global_search(X[idx] + noise * math.sqrt(added / 2), C[idx], radius, grid_for(radius))
-        clean_var = max(0.0, noise_var - added)
-        best_R[idx], best_t[idx] = rot[:, 0], origin[:, 0]
-        k = rot.shape[1]
-        nb, db = backproject(X[idx].repeat_interleave(k, 0), rot.reshape(-1, 3, 3), freqs_all, box,
-                             C[idx].repeat_interleave(k, 0), origin.reshape(-1, 2), weights.flatten(), oversample=OVERSAMPLE)
-        num = (1 - sgd_rate) * num + sgd_rate * (m / batch) * nb
-        den = (1 - sgd_rate) * den + sgd_rate * (m / batch) * db
-        spectrum = reconstruct(num, den)
-        if (step + 1) % epoch == 0 or step == sgd_steps - 1:
-            record("sgd", radius, noise_var, previous, weights, step=step + 1, added_noise_var=added)
-            previous = best_R.clone()
-
-    # refinement on the whole subset
-    n_march = max(1, (iterations + 1) // 2)
-    for it in range(iterations):
-        radius = radius_sgd_end + (box / 2 - radius_sgd_end) * min(it + 1, n_march) / n_march
-        previous = best_R.clone()
-        if it < global_iterations:
-            rot, origin, weights, noise_var = global_search(X, C, radius, grid_for(radius))
-        else:
-            n_local = max(iterations - global_iterations - 1, 1)
-            frac = (it - global_iterations) / n_local
-            step_deg = local_step_deg[0] * (local_step_deg[1] / local_step_deg[0]) ** frac
-            rot, origin, weights, noise_var = local_search(radius, step_deg)
-        best_R, best_t = rot[:, 0].clone(), origin[:, 0].clone()
-        k = rot.shape[1]
-        num, den = backproject(X.repeat_interleave(k, 0), rot.reshape(-1, 3, 3), freqs_all, box,
-                               C.repeat_interleave(k, 0), origin.reshape(-1, 2), weights.flatten(), oversample=OVERSAMPLE)
-        spectrum = reconstruct(num, den)
-        record("refine", radius, noise_var, previous, weights)
-    return WarmStartResult(best_R, best_t, spectrum, history)
+    # ---- progress -----------------------------------------------------------------------------
+    def record(self, stage: str, radius: float, noise_var: float, previous: torch.Tensor, weights: torch.Tensor,
+               **extra) -> None:
+        """One history line (the share of poses that moved > 5° since ``previous``), logged."""
+        changed = float((roma.rotmat_geodesic_distance(previous, self.rotations) > math.radians(5)).float().mean())
+        self.history.append({"stage": stage, "radius": radius, "noise_var": noise_var, "changed": changed,
+                             "top1_weight": float(weights[:, 0].mean()), **extra})
+        self.log(f"warm start {stage} {len(self.history)}: radius {radius:.1f} px, poses changed "
+                 f"{100 * changed:.0f}%, mean top weight {weights[:, 0].mean():.2f}")
+        if self.callback is not None:
+            self.callback(self.rotations.clone(), self.origins.clone())
