@@ -10,7 +10,8 @@ Rules (see ``shared/CONVENTIONS.md``):
   means no CTF (``ctf`` None). Voltage and Cs have no default.
 - image names ``index@path`` (1-based) resolve against the metadata file's folder, then
   ``datadir``, then the working directory, then the metadata folder's parent and grandparent
-  (RELION project layout), then by file name alone in the metadata folder and ``datadir``.
+  (RELION project layout), then by file name alone in the metadata folder and ``datadir`` (a
+  guess: noted and logged, naming the file used).
   A stack that is absent only fails when its images are read (or in ``check-inputs``).
 """
 
@@ -94,6 +95,7 @@ def _load_star(path: Path, apix: float | None, datadir: str | None, ctf: dict) -
         box = int(sizes[0])
     resolve = _Resolver(path, datadir)
     stack = ImageStack([resolve(f) for f in files], file_ids, indices, box, source=path)
+    resolve.note(notes)
     return _finish(path, table, optics, stack, pixel, ctf_array, rotations, origins, notes)
 
 
@@ -185,6 +187,7 @@ def _load_cs(path: Path, apix: float | None, datadir: str | None, ctf: dict) -> 
         box = int(shapes[0][0])
     resolve = _Resolver(path, datadir)
     stack = ImageStack([resolve(f) for f in files], codes, records["blob/idx"].astype(np.int64), box, source=path)
+    resolve.note(notes)
     return _finish(path, table, None, stack, apix, ctf_array, rotations, origins, notes)
 
 
@@ -315,6 +318,7 @@ class _Resolver:
     def __init__(self, meta_path: Path, datadir: str | os.PathLike | None):
         self.folders = [meta_path.parent] + ([Path(datadir)] if datadir else [])
         self.ancestors = list(meta_path.resolve().parents[1:3])
+        self.by_name: list[tuple[str, Path]] = []  # (name in the metadata, file found by its name alone)
 
     def __call__(self, name: str) -> Path:
         raw = Path(name)
@@ -323,8 +327,20 @@ class _Resolver:
         else:
             candidates = [folder / raw for folder in self.folders] + [raw]
             candidates += [folder / raw for folder in self.ancestors]
-        candidates += [folder / raw.name for folder in self.folders]
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
+        if raw.name != name:  # a path, not a bare name: look for a file of that name
+            for candidate in [folder / raw.name for folder in self.folders]:
+                if candidate.is_file():
+                    self.by_name.append((name, candidate))
+                    return candidate
         return candidates[0]
+
+    def note(self, notes: list[str]) -> None:
+        """Add one note saying which stacks were found by file name alone (a guess worth checking)."""
+        if self.by_name:
+            name, found = self.by_name[0]
+            more = f" (and {len(self.by_name) - 1} more stack(s) likewise)" if len(self.by_name) > 1 else ""
+            notes.append(f"stack {name!r} is not where the image names point; using {found}, a file of the same "
+                         f"name{more}; pass --datadir if that is the wrong file")
