@@ -3,7 +3,9 @@
 Rules (see ``shared/CONVENTIONS.md``):
 - pixel size: the ``apix`` argument, else optics ``rlnImagePixelSize``, else RELION 3.0's
   ``rlnDetectorPixelSize``·1e4/``rlnMagnification`` (magnification 10000 when absent), else
-  ``rlnPixelSize``, else ``blob/psize_A``; otherwise InputError asking for ``--apix``.
+  ``rlnPixelSize``, else ``blob/psize_A``; otherwise InputError asking for ``--apix``. Pixel
+  sizes that differ by under 1 % use the most common (noted); a stack header whose voxel size
+  differs from the metadata's is noted, naming both (the metadata's is used).
 - CTF values: the particle's column, else its optics group's, else the ``ctf`` dict, else a
   default for the optional ones: defocus V = U, angle 0, phase shift 0, B-factor 0, amplitude
   contrast 0.1 (as cryoDRGN; recorded in ``ParticleSet.notes`` and logged). No defocus at all
@@ -96,6 +98,8 @@ def _load_star(path: Path, apix: float | None, datadir: str | None, ctf: dict) -
     resolve = _Resolver(path, datadir)
     stack = ImageStack([resolve(f) for f in files], file_ids, indices, box, source=path)
     resolve.note(notes)
+    if apix is None:
+        _compare_header_apix(stack, pixel, notes)
     return _finish(path, table, optics, stack, pixel, ctf_array, rotations, origins, notes)
 
 
@@ -159,6 +163,7 @@ def _load_cs(path: Path, apix: float | None, datadir: str | None, ctf: dict) -> 
                          f"particles (with their blob) from cryoSPARC")
     table = records_to_table(records)
     notes: list[str] = []
+    apix_given = apix is not None
     if apix is None:
         if "blob/psize_A" not in fields:
             raise InputError(f"{path}: no blob/psize_A field; pass --apix with the pixel size in Å")
@@ -188,6 +193,8 @@ def _load_cs(path: Path, apix: float | None, datadir: str | None, ctf: dict) -> 
     resolve = _Resolver(path, datadir)
     stack = ImageStack([resolve(f) for f in files], codes, records["blob/idx"].astype(np.int64), box, source=path)
     resolve.note(notes)
+    if not apix_given:
+        _compare_header_apix(stack, apix, notes)
     return _finish(path, table, None, stack, apix, ctf_array, rotations, origins, notes)
 
 
@@ -256,6 +263,18 @@ def _single_apix(values: np.ndarray, path: Path, notes: list[str]) -> float:
     chosen = float(uniq[np.argmax(counts)])
     notes.append(f"pixel sizes {uniq.tolist()} Å differ by under 1 %; using {chosen}")
     return chosen
+
+
+def _compare_header_apix(stack: ImageStack, pixel: float, notes: list[str]) -> None:
+    """Note where the first readable stack's header gives another voxel size than the metadata's
+    ``pixel`` (Å), which is the one used; headers without one (0) say nothing."""
+    header = stack.header_apix()
+    if header <= 0 or abs(header - pixel) <= 1e-4 * pixel:
+        return
+    gap = abs(header - pixel) / pixel
+    size = "under 1 %" if gap < 0.01 else f"{100 * gap:.0f} %"
+    notes.append(f"pixel size {pixel:.5g} Å in the metadata and {header:.5g} Å in the stack header differ by {size}; "
+                 f"using the metadata's {pixel:.5g} Å (pass --apix to choose)")
 
 
 def _num(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
