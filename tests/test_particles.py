@@ -254,7 +254,7 @@ def test_stack_found_by_file_name_alone_is_logged(tmp_path, caplog):
     assert not caplog.records
 
 
-@pytest.mark.parametrize("header, said", [(2.01, "under 1 %"), (2.5, "25 %"), (2.0, None), (0.0, None)])
+@pytest.mark.parametrize("header, said", [(2.01, "under 1 %"), (2.5, "25 %"), (2.0, None), (0.0, None), (1.0, None)])
 def test_stack_header_pixel_size_mismatch_is_noted(tmp_path, caplog, header, said):
     """The metadata's pixel size is used; a stack header that says otherwise is named in one line."""
     with mrcfile.new(tmp_path / "s.mrcs") as m:

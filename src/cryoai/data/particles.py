@@ -267,9 +267,10 @@ def _single_apix(values: np.ndarray, path: Path, notes: list[str]) -> float:
 
 def _compare_header_apix(stack: ImageStack, pixel: float, notes: list[str]) -> None:
     """Note where the first readable stack's header gives another voxel size than the metadata's
-    ``pixel`` (Å), which is the one used; headers without one (0) say nothing."""
+    ``pixel`` (Å), which is the one used. Headers without one (0) or with the placeholder 1 Å
+    (what many tools write when they do not know) say nothing."""
     header = stack.header_apix()
-    if header <= 0 or abs(header - pixel) <= 1e-4 * pixel:
+    if header <= 0 or header == 1.0 or abs(header - pixel) <= 1e-4 * pixel:
         return
     gap = abs(header - pixel) / pixel
     size = "under 1 %" if gap < 0.01 else f"{100 * gap:.0f} %"
