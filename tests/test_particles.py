@@ -236,3 +236,42 @@ def test_image_paths_resolve_in_project_layout_and_datadir(tmp_path):
         load_particles(tmp_path / "elsewhere/p.star").images([0])
     p = load_particles(tmp_path / "elsewhere/p.star", datadir=str(tmp_path / "proj"))
     np.testing.assert_array_equal(p.images([0]), data[[1]])
+
+
+def test_stack_found_by_file_name_alone_is_logged(tmp_path, caplog):
+    """A stack bound by its base name in another folder than the image name says is a guess: one
+    warning names the STAR file and the file used."""
+    data = np.random.default_rng(5).standard_normal((2, 6, 6)).astype(np.float32)
+    _write_stack(tmp_path / "s.mrcs", data)
+    (tmp_path / "p.star").write_text("data_\nloop_\n_rlnImageName\n_rlnPixelSize\n2@Extract/job9/s.mrcs 2.0\n")
+    with caplog.at_level("WARNING", logger="cryoai.data.particles"):
+        p = load_particles(tmp_path / "p.star")
+    np.testing.assert_array_equal(p.images([0]), data[[1]])
+    lines = [r.getMessage() for r in caplog.records if "same name" in r.getMessage()]
+    assert len(lines) == 1 and str(tmp_path / "p.star") in lines[0] and str(tmp_path / "s.mrcs") in lines[0]
+    assert any("same name" in note for note in p.notes)
+    caplog.clear()
+    (tmp_path / "Extract/job9").mkdir(parents=True)
+    _write_stack(tmp_path / "Extract/job9/s.mrcs", data)
+    with caplog.at_level("WARNING", logger="cryoai.data.particles"):
+        assert load_particles(tmp_path / "p.star").notes == []  # found where the name points: nothing to say
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("header, said", [(2.01, "under 1 %"), (2.5, "25 %"), (2.0, None), (0.0, None), (1.0, None)])
+def test_stack_header_pixel_size_mismatch_is_noted(tmp_path, caplog, header, said):
+    """The metadata's pixel size is used; a stack header that says otherwise is named in one line."""
+    with mrcfile.new(tmp_path / "s.mrcs") as m:
+        m.set_data(np.zeros((2, 6, 6), np.float32))
+        m.voxel_size = header
+    (tmp_path / "p.star").write_text("data_\nloop_\n_rlnImageName\n_rlnPixelSize\n1@s.mrcs 2.0\n")
+    with caplog.at_level("WARNING", logger="cryoai.data.particles"):
+        p = load_particles(tmp_path / "p.star")
+    assert p.apix == 2.0
+    lines = [r.getMessage() for r in caplog.records if "stack header" in r.getMessage()]
+    if said is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and said in lines[0] and "2 Å in the metadata" in lines[0]
+        assert f"{header:.5g} Å in the stack header" in lines[0] and "using the metadata's 2 Å" in lines[0]
+    assert load_particles(tmp_path / "p.star", apix=2.0).notes == []  # --apix chose: nothing to reconcile

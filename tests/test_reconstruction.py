@@ -10,7 +10,6 @@ encoder fails it.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from cryoai.eval.compare import compare_maps

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 
 from cryoai.data.particles import load_particles
-from cryoai.data.preprocess import guess_polarity
+from cryoai.data.polarity import guess_polarity
 from cryoai.physics.ctf import CTFParams
 
 N_SAMPLE = 200  # images read to look for NaN and guess the polarity

@@ -10,7 +10,6 @@ Example: cryoai example -o cryoai_example
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from cryoai.cli import main as cli

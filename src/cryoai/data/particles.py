@@ -3,14 +3,17 @@
 Rules (see ``shared/CONVENTIONS.md``):
 - pixel size: the ``apix`` argument, else optics ``rlnImagePixelSize``, else RELION 3.0's
   ``rlnDetectorPixelSize``·1e4/``rlnMagnification`` (magnification 10000 when absent), else
-  ``rlnPixelSize``, else ``blob/psize_A``; otherwise InputError asking for ``--apix``.
+  ``rlnPixelSize``, else ``blob/psize_A``; otherwise InputError asking for ``--apix``. Pixel
+  sizes that differ by under 1 % use the most common (noted); a stack header whose voxel size
+  differs from the metadata's is noted, naming both (the metadata's is used).
 - CTF values: the particle's column, else its optics group's, else the ``ctf`` dict, else a
   default for the optional ones: defocus V = U, angle 0, phase shift 0, B-factor 0, amplitude
   contrast 0.1 (as cryoDRGN; recorded in ``ParticleSet.notes`` and logged). No defocus at all
   means no CTF (``ctf`` None). Voltage and Cs have no default.
 - image names ``index@path`` (1-based) resolve against the metadata file's folder, then
   ``datadir``, then the working directory, then the metadata folder's parent and grandparent
-  (RELION project layout), then by file name alone in the metadata folder and ``datadir``.
+  (RELION project layout), then by file name alone in the metadata folder and ``datadir`` (a
+  guess: noted and logged, naming the file used).
   A stack that is absent only fails when its images are read (or in ``check-inputs``).
 """
 
@@ -94,6 +97,9 @@ def _load_star(path: Path, apix: float | None, datadir: str | None, ctf: dict) -
         box = int(sizes[0])
     resolve = _Resolver(path, datadir)
     stack = ImageStack([resolve(f) for f in files], file_ids, indices, box, source=path)
+    resolve.note(notes)
+    if apix is None:
+        _compare_header_apix(stack, pixel, notes)
     return _finish(path, table, optics, stack, pixel, ctf_params, rotations, origins, notes)
 
 
@@ -157,6 +163,7 @@ def _load_cs(path: Path, apix: float | None, datadir: str | None, ctf: dict) -> 
                          f"particles (with their blob) from cryoSPARC")
     table = records_to_table(records)
     notes: list[str] = []
+    apix_given = apix is not None
     if apix is None:
         if "blob/psize_A" not in fields:
             raise InputError(f"{path}: no blob/psize_A field; pass --apix with the pixel size in Å")
@@ -182,6 +189,9 @@ def _load_cs(path: Path, apix: float | None, datadir: str | None, ctf: dict) -> 
         box = int(shapes[0][0])
     resolve = _Resolver(path, datadir)
     stack = ImageStack([resolve(f) for f in files], codes, records["blob/idx"].astype(np.int64), box, source=path)
+    resolve.note(notes)
+    if not apix_given:
+        _compare_header_apix(stack, apix, notes)
     return _finish(path, table, None, stack, apix, ctf_params, rotations, origins, notes)
 
 
@@ -252,6 +262,19 @@ def _single_apix(values: np.ndarray, path: Path, notes: list[str]) -> float:
     return chosen
 
 
+def _compare_header_apix(stack: ImageStack, pixel: float, notes: list[str]) -> None:
+    """Note where the first readable stack's header gives another voxel size than the metadata's
+    ``pixel`` (Å), which is the one used. Headers without one (0) or with the placeholder 1 Å
+    (what many tools write when they do not know) say nothing."""
+    header = stack.header_apix()
+    if header <= 0 or header == 1.0 or abs(header - pixel) <= 1e-4 * pixel:
+        return
+    gap = abs(header - pixel) / pixel
+    size = "under 1 %" if gap < 0.01 else f"{100 * gap:.0f} %"
+    notes.append(f"pixel size {pixel:.5g} Å in the metadata and {header:.5g} Å in the stack header differ by {size}; "
+                 f"using the metadata's {pixel:.5g} Å (pass --apix to choose)")
+
+
 def _num(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(np.float64)
     if not np.all(np.isfinite(values)):
@@ -312,6 +335,7 @@ class _Resolver:
     def __init__(self, meta_path: Path, datadir: str | os.PathLike | None):
         self.folders = [meta_path.parent] + ([Path(datadir)] if datadir else [])
         self.ancestors = list(meta_path.resolve().parents[1:3])
+        self.by_name: list[tuple[str, Path]] = []  # (name in the metadata, file found by its name alone)
 
     def __call__(self, name: str) -> Path:
         raw = Path(name)
@@ -320,8 +344,20 @@ class _Resolver:
         else:
             candidates = [folder / raw for folder in self.folders] + [raw]
             candidates += [folder / raw for folder in self.ancestors]
-        candidates += [folder / raw.name for folder in self.folders]
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
+        if raw.name != name:  # a path, not a bare name: look for a file of that name
+            for candidate in [folder / raw.name for folder in self.folders]:
+                if candidate.is_file():
+                    self.by_name.append((name, candidate))
+                    return candidate
         return candidates[0]
+
+    def note(self, notes: list[str]) -> None:
+        """Add one note saying which stacks were found by file name alone (a guess worth checking)."""
+        if self.by_name:
+            name, found = self.by_name[0]
+            more = f" (and {len(self.by_name) - 1} more stack(s) likewise)" if len(self.by_name) > 1 else ""
+            notes.append(f"stack {name!r} is not where the image names point; using {found}, a file of the same "
+                         f"name{more}; pass --datadir if that is the wrong file")

@@ -1,4 +1,4 @@
-"""Centred frequency grids, FFT helpers and masks (see ``conventions.py``)."""
+"""Centred frequency grids and FFT helpers (see ``conventions.py``)."""
 
 from __future__ import annotations
 
@@ -57,9 +57,3 @@ def radius_grid_3d(size: int, device=None) -> torch.Tensor:
     z, y, x = torch.meshgrid(f, f, f, indexing="ij")
     return torch.sqrt(x**2 + y**2 + z**2)
 
-
-def circular_mask(box: int, radius: float, device=None) -> torch.Tensor:
-    """(L, L) boolean disc of ``radius`` pixels around the centre pixel L//2."""
-    f = freq_indices(box, device).to(torch.float32)
-    y, x = torch.meshgrid(f, f, indexing="ij")
-    return x**2 + y**2 <= radius**2

@@ -180,6 +180,17 @@ class ImageStack:
                 continue
         return 0
 
+    def header_apix(self, max_files: int = 10) -> float:
+        """Voxel size (Å) in the header of the first readable stack among the first ``max_files``;
+        0.0 if none is readable or the header has none."""
+        for fid in range(min(len(self.files), max_files)):
+            try:
+                self._data(fid)
+            except InputError:
+                continue
+            return float(self._handles[fid].voxel_size.x)
+        return 0.0
+
     def scan(self) -> tuple[list[str], np.ndarray]:
         """Check every referenced stack without raising → (problems, ok).
 

@@ -1,7 +1,8 @@
 """A voxel grid in Fourier space, the fast volume: complex values on the half space kx ≥ 0.
 
-Queries at kx < 0 read −k and conjugate, so the map is Hermitian (real in real space) by
-construction. Frequencies are in cycles per pixel; the grid holds integer frequencies
+Queries at kx < 0 read −k and conjugate, and the kx = 0 plane, which holds both k and −k, is
+read through its Hermitian part (V(0, ky, kz) + conj V(0, −ky, −kz)) / 2, so the map is
+Hermitian (real in real space) by construction. Frequencies are in cycles per pixel; the grid holds integer frequencies
 0 … L/2 along x and −L/2 … L/2−1 along y and z, trilinearly interpolated, zero outside.
 """
 
@@ -40,20 +41,30 @@ class VoxelVolume(nn.Module):
         self.values.zero_()
         self.values[..., : half.shape[-1]] = torch.stack([half.real, half.imag]).to(self.values.dtype) / self.scale
 
+    def hermitian_values(self) -> torch.Tensor:
+        """``values`` with the kx = 0 plane replaced by its Hermitian part: index i along y and z
+        (frequency i − D/2) pairs with D − i (mod D; the Nyquist index 0 pairs with itself)."""
+        plane = self.values[..., 0]  # (2, z, y)
+        mirror = torch.roll(plane.flip(-2, -1), shifts=(1, 1), dims=(-2, -1))
+        conj = torch.tensor([1.0, -1.0], dtype=plane.dtype, device=plane.device).view(2, 1, 1)
+        return torch.cat([(0.5 * (plane + conj * mirror)).unsqueeze(-1), self.values[..., 1:]], dim=-1)
+
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """Complex values at (..., 3) frequencies in cycles/pixel.
 
         Trilinear interpolation of the (re, im) channels by ``grid_sample`` (as ``sample_grid``,
         zero outside), with the index → [−1, 1] mapping folded into one multiply-add and the
-        Hermitian flip into a sign: no complex copy of the grid per call (refinement calls this
-        with ~10⁷ points per batch, so each elementwise pass over them counts).
+        Hermitian flip into a sign: no complex copy of the grid per call, only the real one of
+        ``hermitian_values`` (refinement calls this with ~10⁷ points per batch, so each
+        elementwise pass over them counts).
         """
         flip = coords[..., :1] < 0
         kw = dict(dtype=coords.dtype, device=coords.device)
         extent = torch.tensor([self.size // 2 + 1, self.size, self.size], **kw) - 1  # (W, H, D) − 1
         offset = torch.tensor([0.0, self.size // 2, self.size // 2], **kw)
         points = torch.addcmul(2 * offset / extent - 1, torch.where(flip, -coords, coords), 2 * self.size / extent)
-        out = F.grid_sample(self.values.unsqueeze(0), points.reshape(1, 1, 1, -1, 3).to(self.values.dtype),
-                            mode="bilinear", padding_mode="zeros", align_corners=True)
+        grid = self.hermitian_values().unsqueeze(0)
+        out = F.grid_sample(grid, points.reshape(1, 1, 1, -1, 3).to(grid.dtype), mode="bilinear",
+                            padding_mode="zeros", align_corners=True)
         out = out.reshape(2, *coords.shape[:-1]) * self.scale
         return torch.complex(out[0], torch.where(flip[..., 0], -out[1], out[1]))

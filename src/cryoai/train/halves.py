@@ -35,12 +35,13 @@ def split_halves(n: int, seed: int) -> np.ndarray:
 def move_poses(rotations: np.ndarray, origins_A: np.ndarray, alignment, apix: float) -> tuple[np.ndarray, np.ndarray]:
     """Poses of particles of a map ``mov`` expressed for ``aligned(p) = mov_h(Gᵀ(p − t))``.
 
-    Rotations: A' = A_h·Gᵀ. A 3D shift t moves each image by (A'·t)_xy, so the origin
-    (particle at image centre − origin) becomes origin − (A'·t)_xy.
+    Rotations: A' = A_h·Gᵀ. The map's centre moves to t, so its projection at A' puts the
+    particle at (A'·t)_xy instead of the image centre; the particle images themselves stay, so
+    the origin (particle at image centre − origin) becomes origin + (A'·t)_xy.
     """
     rot = apply_registration(rotations, alignment.rotation, alignment.hand)
     moved = np.einsum("nij,j->ni", rot, np.asarray(alignment.shift, dtype=np.float64))[:, :2]
-    return rot, origins_A - moved * apix
+    return rot, origins_A + moved * apix
 
 
 def finished_half(folder: Path, n: int) -> bool:
