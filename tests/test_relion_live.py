@@ -195,8 +195,8 @@ def test_simulate_images_match_relion_project(tmp_path, L):
 def test_relion_reconstruct_reads_our_star(tmp_path):
     """relion_reconstruct --ctf from the STAR that `cryoai train` writes (write_particles_star),
     with the true poses of noise-free astigmatic-CTF images, gives the map cryoai reconstructs
-    from the same poses (trainer.reconstruct, as for volume.mrc): FSC ≥ 0.9 up to 0.8·Nyquist (measured ≥ 0.95; with the origins' sign flipped it is < 0.1 from
-    shell 3 on).
+    from the same poses (trainer.reconstruct, as for volume.mrc): FSC ≥ 0.9 up to 0.8·Nyquist
+    (measured ≥ 0.95; with the origins' sign flipped it is < 0.1 from shell 3 on).
 
     Even box only: RELION extracts even boxes, and for an odd box (L = 25) RELION's own round trip
     (relion_project of the truth at the STAR's poses, then relion_reconstruct) already falls to
@@ -250,8 +250,8 @@ def test_relion_reconstruct_from_a_train_run(trained):
 
     A 6-step run's poses are poor, so the two reconstructions agree only where the data are
     consistent: FSC ≥ 0.8 to a quarter of Nyquist (measured 0.97, 0.85; 0.93, 0.64 with the
-    origins' sign flipped, 0.83, 0.49 with tilt → 180° − tilt). Exact agreement to 0.8·Nyquist, with good poses, is
-    test_relion_reconstruct_reads_our_star."""
+    origins' sign flipped, 0.83, 0.49 with tilt → 180° − tilt). Exact agreement to 0.8·Nyquist,
+    with good poses, is test_relion_reconstruct_reads_our_star."""
     run_relion(["relion_reconstruct", "--i", "../run/particles.star", "--o", "../run/relion.mrc", "--ctf"],
                trained / "sim")
     relion, apix = read_map(trained / "run" / "relion.mrc")
