@@ -70,7 +70,7 @@ def assert_cs_matches_star(cs_path, star_path, source_cs):
     return ds
 
 
-def test_train_and_predict_write_a_cs_beside_the_star(cs_input, tmp_path):
+def test_train_and_predict_write_a_cs_beside_the_star(cs_input, tmp_path, capsys):
     """A tiny run on the .cs writes run/particles.cs (and `predict` OUT.cs); cryosparc-tools reads
     both and their poses are the STAR's; cryoai's reader gives back the run's rotations to 1e-6."""
     cfg = TrainConfig(train_box=16, encoder_box=16, batch_size=8, steps=6, pretrain_until=0.2, freeze_volume_until=0.4,
@@ -90,6 +90,9 @@ def test_train_and_predict_write_a_cs_beside_the_star(cs_input, tmp_path):
     assert_cs_matches_star(tmp_path / "predicted.cs", out, cs_input)
     star = load_particles(out)
     assert np.abs(load_particles(tmp_path / "predicted.cs").rotations - star.rotations).max() < 1e-5
+    # -o must name the STAR: a .cs there would be written twice, the STAR lost
+    assert cli(["predict", str(tmp_path / "run"), str(cs_input), "-o", str(tmp_path / "x.cs"), "--quiet"]) == 2
+    assert "give the STAR file to write" in capsys.readouterr().err and not (tmp_path / "x.cs").exists()
 
 
 def test_star_input_writes_no_cs(tmp_path):

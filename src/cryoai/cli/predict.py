@@ -55,6 +55,9 @@ def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
     from cryoai.train.predict import predict_poses_sharded
     from cryoai.train.trainer import build_models, loss_radius
 
+    if str(args.out).lower().endswith(".cs"):
+        raise InputError(f"-o {args.out}: give the STAR file to write (e.g. poses.star); for a .cs input the .cs "
+                         f"is written beside it")
     state = load_checkpoint(f"{args.run}/checkpoints/last.pt")
     cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
     particles = load_input(args)
