@@ -119,7 +119,11 @@ def run_relion(method: str, peers, ds, n: int, sub: Path, workdir: Path, limit_s
     ``cryoai_run``'s particles.star are relative to."""
     if shutil.which("relion_refine") is None:
         raise SystemExit("RELION is not installed: apt-get install relion (RELION 3.1, CPU build)")
-    sgd = dict(SGD_DEFAULTS, **{k: v for k, v in json.loads(args.relion_sgd or "{}").items()})
+    overrides = json.loads(args.relion_sgd or "{}")
+    if set(overrides) - set(SGD_DEFAULTS):
+        raise SystemExit(f"--relion-sgd: unknown keys {sorted(set(overrides) - set(SGD_DEFAULTS))}; "
+                         f"use {sorted(SGD_DEFAULTS)}")
+    sgd = dict(SGD_DEFAULTS, **overrides)
     out = workdir / "out"
     if not (workdir / "run.json").is_file():
         out.mkdir(parents=True, exist_ok=True)
