@@ -1,4 +1,4 @@
-"""Side-by-side benchmark against the peer methods cryoDRGN and ASPIRE (issue "Scale").
+"""Side-by-side benchmark against the peer methods cryoDRGN, ASPIRE and RELION (issue "Scale").
 
 What it measures, on cryoai-simulated datasets with a known truth (`cryoai simulate` folders:
 particles.star + particles.mrcs + truth.mrc):
@@ -7,6 +7,9 @@ particles.star + particles.mrcs + truth.mrc):
     `cryodrgn abinit_homo_old` (the cryoDRGN2 method);
   * ASPIRE common lines: class averages → CLSyncVoting (or CommonlineSDP) → mean estimator
     (the job itself is `benchmarks/peers_aspire_job.py`, run in ASPIRE's environment);
+  * RELION 3.1 (the Debian `relion` package): the SGD "3D initial model" and 3D auto-refine from it
+    or from cryoai's map and poses (benchmarks/peers_relion.py says how; methods relion-initial-model,
+    relion-refine-from-initial, relion-refine-from-cryoai);
   * cryoai: a finished run (`--cryoai-run DIR`, wall from its log.txt) or a new one (`--run-cryoai`).
 
 For every run: wall time (one CPU thread: OMP/MKL/OPENBLAS_NUM_THREADS=1 and each tool's own
@@ -58,6 +61,8 @@ import numpy as np
 
 from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.io.star import read_star
+
+import peers_relion  # benchmarks/peers_relion.py, beside this script
 
 HERE = Path(__file__).resolve().parent
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -475,7 +480,7 @@ def cryoai_row(run: Path, ds: Dataset, workdir: Path) -> Row:
         row.curve.append((elapsed.get(step, float("nan")), r.res_px))
     score(row, ds, run / "volume.mrc", workdir)
     row.per_image_s = row.wall_s / row.n
-    train_s = max(elapsed.values())  # the training steps: a fixed number (config `steps`), whatever N
+    train_s = max(elapsed.values(), default=0.0)  # the training steps: a fixed number (config `steps`), whatever N
     row.per_epoch_s = {"training (fixed steps)": train_s, "finish (all particles)": row.wall_s - train_s}
     return row
 
@@ -539,6 +544,11 @@ def main() -> None:
     p.add_argument("--aspire-nbor", type=int, default=50, help="images per class average")
     p.add_argument("--aspire-n-theta", type=int, default=360, help="common-lines angular sampling")
     p.add_argument("--aspire-downsample", type=int, default=0, help="ASPIRE works at this box (0: the data's)")
+    p.add_argument("--relion-threads", type=int, default=2, help="RELION's --j (threads per process)")
+    p.add_argument("--relion-sgd", default="", help='JSON overriding the initial model\'s GUI defaults, e.g. '
+                   '\'{"ini_iter": 2, "inbetween_iter": 2, "fin_iter": 1}\' (keys: peers_relion.SGD_DEFAULTS)')
+    p.add_argument("--relion-ini-high", type=float, default=60.0, help="auto-refine --ini_high in Å (GUI default 60)")
+    p.add_argument("--relion-max-iter", type=int, help="auto-refine --auto_iter_max (default: until it converges)")
     p.add_argument("--cryoai-run", action="append", default=[], help="an existing cryoai run dir (repeatable)")
     p.add_argument("--run-cryoai", action="store_true", help="also train cryoai on each subset")
     p.add_argument("--peers-home", default=str(Path.home() / ".cache" / "cryoai-peers"))
@@ -558,6 +568,7 @@ def main() -> None:
 
     rows: list[Row] = []
     datasets = [load_dataset(Path(d)) for d in args.data.split(",")]
+    cryoai_runs: dict[tuple[str, int], tuple[Path, Path]] = {}  # (data set, N) → (run, folder its image names are in)
     for run in map(Path, args.cryoai_run):
         cfg = (run / "config.yaml").read_text()
         ds = next((d for d in datasets if str(d.folder.resolve() / "particles.star") in cfg), None)
@@ -566,6 +577,7 @@ def main() -> None:
             continue
         workdir = out / f"{ds.name}_cryoai_{run.name}"
         row = cached(workdir, args.fresh, lambda: cryoai_row(run, ds, workdir))
+        cryoai_runs[(ds.name, row.n)] = (run, ds.folder)
         rows += [row] + [extrapolate_cryoai(row, m) for m in map(int, args.extrapolate_to.split(",")) if m > row.n]
     for ds in datasets:
         for n in map(int, args.n.split(",")):
@@ -584,6 +596,14 @@ def main() -> None:
                     rows.append(row)
                     rows += [x for m in map(int, args.extrapolate_to.split(","))
                              if m > n and (x := extrapolate_drgn(row, m)) is not None]
+                elif method.startswith("relion"):
+                    if method == "relion-refine-from-cryoai" and args.run_cryoai:
+                        cryo = out / f"{ds.name}_n{n}" / "cryoai"
+                        cached(cryo, args.fresh, lambda: run_cryoai(ds, sub, n, cryo, limit))
+                        cryoai_runs[(ds.name, n)] = (cryo / "run", sub)
+                    cryo_run, cwd = cryoai_runs.get((ds.name, n), (None, None))
+                    rows.append(cached(workdir, args.fresh, lambda: peers_relion.run_relion(
+                        method, sys.modules[__name__], ds, n, sub, workdir, limit, args, cryo_run, cwd)))
                 elif method == "aspire":
                     row = cached(workdir, args.fresh, lambda: run_aspire(bins["aspire"], sub, ds, n, workdir, limit, args))
                     rows.append(row)

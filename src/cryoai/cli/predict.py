@@ -2,7 +2,8 @@
 
 RUN is a `cryoai train` output folder; PARTICLES may be the training set or new data of the
 same kind (same pixel size after cropping to the training box). Writes a RELION 3.1 STAR
-with rlnAngleRot/Tilt/Psi and rlnOriginX/YAngst, every input column kept.
+with rlnAngleRot/Tilt/Psi and rlnOriginX/YAngst, every input column kept; for a cryoSPARC .cs
+input also a .cs beside it (same stem) with alignments3D/pose, shift and psize_A.
 
 Example: cryoai predict run1 more_particles.star -o run1/more_poses.star
 
@@ -23,7 +24,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a cryoai train output folder (uses RUN/checkpoints/last.pt)")
     add_particle_args(parser)
     add_cache_arg(parser)
-    parser.add_argument("-o", "--out", required=True, help="output STAR file")
+    parser.add_argument("-o", "--out", required=True, help="output STAR file (and OUT.cs for a .cs input)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--no-refine", action="store_true",
                         help="encoder poses only, without the local refinement against the map (faster, coarser)")
@@ -46,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
     import torch
 
-    from cryoai.data.particles import write_particles_star
+    from cryoai.data.particle_export import write_particle_files
     from cryoai.train.batches import TrainingData
     from cryoai.train.checkpoint import load_checkpoint
     from cryoai.train.config import TrainConfig, default_config
@@ -55,6 +56,9 @@ def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
     from cryoai.train.schedule import loss_radius
     from cryoai.train.trainer import build_models
 
+    if str(args.out).lower().endswith(".cs"):
+        raise InputError(f"-o {args.out}: give the STAR file to write (e.g. poses.star); for a .cs input the .cs "
+                         f"is written beside it")
     state = load_checkpoint(f"{args.run}/checkpoints/last.pt")
     cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
     particles = load_input(args)
@@ -76,9 +80,9 @@ def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
                                             device, progress=not args.quiet, refine=not args.no_refine, workers=workers)
     if not is_main():
         return 0
-    write_particles_star(args.out, particles, rot, origin)
+    written = write_particle_files(args.out, particles, rot, origin)
     dt = time.perf_counter() - t0
     ranks = f" on {world_size()} ranks" if world_size() > 1 else ""
     print(f"predicted {len(particles)} poses{ranks} in {dt:.1f} s ({len(particles) / dt:.0f} images/s, "
-          f"start-up included) → {args.out}")
+          f"start-up included) → {', '.join(map(str, written))}")
     return 0

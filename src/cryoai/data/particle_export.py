@@ -92,6 +92,24 @@ def write_particles_cs(path: str | os.PathLike, particles: ParticleSet, rotation
     write_cs(path, table_to_records(table))
 
 
+def write_particle_files(star_path: str | os.PathLike, particles: ParticleSet, rotations: np.ndarray,
+                         origins_A: np.ndarray, extra_columns: dict | None = None) -> list[Path]:
+    """The outputs of ``train`` and ``predict``: the RELION 3.1 STAR at ``star_path`` (with
+    ``extra_columns``, e.g. rlnRandomSubset, as ``write_particles_star``) and, when the
+    input is a cryoSPARC ``.cs``, a ``.cs`` beside it (same stem) with every input field and the new
+    ``alignments3D/pose``, ``shift`` and ``psize_A``. Returns the paths written.
+
+    The .cs is a NumPy ``.npy`` record array, the format cryosparc-tools' ``Dataset.save`` writes by
+    default (``NUMPY_FORMAT``); cryoSPARC and ``Dataset.load`` read it."""
+    star_path = Path(star_path)
+    write_particles_star(star_path, particles, rotations, origins_A, extra_columns=extra_columns)
+    written = [star_path]
+    if particles.path.suffix.lower() == ".cs":
+        written.append(star_path.with_suffix(".cs"))
+        write_particles_cs(written[-1], particles, rotations, origins_A)
+    return written
+
+
 def write_pose_pkl(path: str | os.PathLike, rotations: np.ndarray, origins_A: np.ndarray, box: int,
                    apix: float) -> None:
     """cryoDRGN ``pose.pkl``: ``(R (N, 3, 3), t (N, 2))``, R = A, t = origin in px / box."""

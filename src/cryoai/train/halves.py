@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cryoai.data.particles import ParticleSet, load_particles, write_particles_star
+from cryoai.data.particle_export import write_particle_files
+from cryoai.data.particles import ParticleSet, load_particles
 from cryoai.eval.align import align_maps
 from cryoai.eval.fsc import fsc, resolution, sphere_mask
 from cryoai.eval.fsc_files import write_fsc_files
@@ -102,7 +103,7 @@ def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: 
     res_A, res_px = resolution(curve, 0.143, box, apix)
 
     write_fsc_files(str(run.path / "fsc"), curve, box, apix, title="half-map FSC (after alignment)")
-    write_particles_star(run.path / "particles.star", particles, rotations, origins,
+    write_particle_files(run.path / "particles.star", particles, rotations, origins,
                          extra_columns={"rlnRandomSubset": labels})
     run.log(f"half maps aligned (hand {alignment.hand}, correlation {alignment.score:.3f}); "
             f"FSC 0.143: {res_A:.2f} Å ({res_px:.2f} px)")

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cryoai.data.particles import ParticleSet, write_particles_star
+from cryoai.data.particle_export import write_particle_files
+from cryoai.data.particles import ParticleSet
 from cryoai.geometry.grids import freq_grid_2d
 from cryoai.io.mrc import write_map
 from cryoai.losses import symmetric_loss
@@ -256,7 +257,7 @@ class Trainer:
                                           write_round, run.log)
         if main:
             self.write_volume(run.path / "volume.mrc")
-            write_particles_star(run.path / "particles.star", self.particles, rot, origin)
+            write_particle_files(run.path / "particles.star", self.particles, rot, origin)  # + particles.cs for .cs input
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
