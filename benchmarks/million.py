@@ -149,7 +149,7 @@ from cryoai.data.particles import load_particles, write_particles_star
 from cryoai.io.mrc import write_map
 from cryoai.models.volume_map import volume_to_map
 from cryoai.train import finish
-from cryoai.train.batches import TrainingData
+from cryoai.data.training_data import TrainingData
 from cryoai.train.checkpoint import load_checkpoint
 from cryoai.train.config import TrainConfig
 from cryoai.train.schedule import loss_radius
@@ -204,7 +204,7 @@ import sys, time, numpy as np, torch
 torch.set_num_threads(1)
 from cryoai.data.particles import load_particles
 from cryoai.data.cache import attach_cache
-from cryoai.train.batches import TrainingData
+from cryoai.data.training_data import TrainingData
 p = load_particles(sys.argv[1])
 rng = np.random.default_rng(0)
 rows = [rng.integers(0, len(p), 64) for _ in range(400)]

@@ -19,7 +19,7 @@ from cryoai.eval.poses import evaluate_poses
 from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.models.voxel import VoxelVolume
 from cryoai.train import predict, refine
-from cryoai.train.batches import TrainingData
+from cryoai.data.training_data import TrainingData
 from cryoai.train.finish import reconstruct
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from cryoai.data.particles import load_particles
-from cryoai.train.batches import TrainingData
+from cryoai.data.training_data import TrainingData
 from cryoai.train.config import default_config
 
 

@@ -15,7 +15,7 @@ from cryoai.data.particles import load_particles
 from cryoai.errors import InputError
 from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
-from cryoai.train.batches import TrainingData
+from cryoai.data.training_data import TrainingData
 
 ROWS = np.array([5, 3, 99, 0, 1, 2, 118, 3])  # unsorted, repeated, with a contiguous run
 

@@ -8,7 +8,7 @@ import pytest
 from cryoai.data.particles import load_particles
 from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
-from cryoai.train.batches import TrainingData
+from cryoai.data.training_data import TrainingData
 from cryoai.train.finish import PoseSettings, final_map_and_poses, final_subset, finish_seconds
 from cryoai.train.predict import refinement_radius
 from cryoai.train.trainer import build_models

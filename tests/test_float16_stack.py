@@ -13,7 +13,7 @@ from cryoai.cli.main import main as cli
 from cryoai.data.particles import load_particles
 from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
-from cryoai.train.batches import TrainingData
+from cryoai.data.training_data import TrainingData
 
 
 @pytest.fixture(scope="module")

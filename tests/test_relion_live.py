@@ -32,7 +32,7 @@ from cryoai.phantom import phantom_map
 from cryoai.physics.image_model import render_images
 from cryoai.physics.slicing import fourier_map
 from cryoai.simulate import simulate
-from cryoai.train.batches import TrainingData
+from cryoai.data.training_data import TrainingData
 from cryoai.train.trainer import reconstruct
 
 pytestmark = pytest.mark.skipif(shutil.which("relion_project") is None,

@@ -10,7 +10,7 @@ import torch
 from cryoai.data.particles import load_particles
 from cryoai.losses import HALF_TURN
 from cryoai.models.voxel import VoxelVolume
-from cryoai.train.batches import TrainingData
+from cryoai.data.training_data import TrainingData
 from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
 
 

@@ -125,7 +125,8 @@ def test_model_options_run(tiny_set, tmp_path, volume, loss):
 
 def test_worker_batches_equal_in_process_batches(tiny_set):
     """DataLoader workers read the same batches, in the same order, as the training process."""
-    from cryoai.train.batches import TrainingData, batches
+    from cryoai.data.training_data import TrainingData
+    from cryoai.train.batches import batches
 
     data = TrainingData(load_particles(tiny_set / "particles.star"), 16, 8)
     rows = [np.random.default_rng(i).integers(0, 120, 7) for i in range(5)]

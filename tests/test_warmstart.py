@@ -14,7 +14,7 @@ from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import render_spectra
 from cryoai.physics.slicing import fourier_map, sample_grid
 from cryoai.simulate import Microscope, draw_ctf
-from cryoai.train.batches import crop_spectra
+from cryoai.data.training_data import crop_spectra
 from cryoai.train.warmstart import WarmStartConfig, local_perturbations, shift_grid, warm_start
 
 

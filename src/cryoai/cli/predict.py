@@ -48,7 +48,7 @@ def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
     import torch
 
     from cryoai.data.particle_export import write_particle_files
-    from cryoai.train.batches import TrainingData
+    from cryoai.data.training_data import TrainingData
     from cryoai.train.checkpoint import load_checkpoint
     from cryoai.train.config import TrainConfig, default_config
     from cryoai.train.distributed import is_main, world_size

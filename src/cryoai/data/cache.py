@@ -163,7 +163,7 @@ def write_cache(particles, out: str | os.PathLike, box: int | None = None, chunk
     """
     from tqdm import tqdm
 
-    from cryoai.train.batches import TrainingData
+    from cryoai.data.training_data import TrainingData
 
     out = Path(out)
     box = min(box or 64, particles.box)

@@ -21,8 +21,10 @@ import torch
 from cryoai.physics.backprojection import backproject, reconstruct_in_box
 from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
-from cryoai.train.batches import TrainingData, chunked_batches
-from cryoai.train.predict import loss_frequencies, predict_poses, predict_poses_sharded
+from cryoai.data.training_data import TrainingData
+from cryoai.train.batches import chunked_batches
+from cryoai.train.decoder import loss_frequencies
+from cryoai.train.predict import predict_poses, predict_poses_sharded
 
 Poses = tuple[np.ndarray, np.ndarray]  # RELION rotation matrices (N, 3, 3), origins (N, 2) in Å
 

@@ -19,7 +19,7 @@ from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import Volume, render_spectra
 from cryoai.physics.noise import white_noise_spectra
 from cryoai.train import distributed as dist
-from cryoai.train.batches import TrainingData, crop_spectra
+from cryoai.data.training_data import TrainingData, crop_spectra
 
 ORIGIN_WEIGHT = 0.1  # per px² of origin error, against |ΔR|²_F ∈ [0, 8]
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from cryoai.data.particle_export import write_particle_files
 from cryoai.data.particles import ParticleSet
+from cryoai.data.training_data import Batch, TrainingData, crop_spectra
 from cryoai.geometry.grids import freq_grid_2d
 from cryoai.io.mrc import write_map
 from cryoai.losses import symmetric_loss
@@ -34,11 +35,12 @@ from cryoai.models.voxel import VoxelVolume
 from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
 from cryoai.train import schedule
-from cryoai.train.batches import Batch, TrainingData, batches, crop_spectra
+from cryoai.train.batches import batches
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
+from cryoai.train.decoder import encode_both, loss_frequencies
 from cryoai.train.finish import PoseSettings, final_map_and_poses, finish_seconds, reconstruct
-from cryoai.train.predict import encode_both, loss_frequencies, predict_poses
+from cryoai.train.predict import predict_poses
 from cryoai.train.run_dir import RunDir
 from cryoai.train.schedule import loss_radius
 from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
