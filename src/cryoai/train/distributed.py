@@ -27,6 +27,7 @@ How training is split (see ``Trainer``):
 
 from __future__ import annotations
 
+import importlib
 import os
 from datetime import timedelta
 
@@ -71,7 +72,7 @@ def init(device: str) -> str:
         # would keep the group alive past destroy_process_group. Gloo's threads would then be torn
         # down at interpreter exit, which now and then aborts a rank
         # ("terminate called without an active exception"). Importing it first binds None.
-        import torch.distributed.nn  # noqa: F401
+        importlib.import_module("torch.distributed.nn")  # not `import torch.…`: that would make torch local here
 
         # NCCL for GPU tensors (gradients), Gloo for CPU ones (reconstructions, poses); a long
         # timeout because rank 0 alone writes volumes, checkpoints and the report meanwhile.
