@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import SHARED_DATA as DATA
+from helpers import correlation
 from cryoai.cli.main import main as cli
 from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.physics.ctf import CTFParams
@@ -23,7 +25,6 @@ from cryoai.simulate import resample_map
 
 starfile = pytest.importorskip("starfile")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ADK = DATA / "maps_models" / "adk_open_4AKE.pdb"
 
 
@@ -94,10 +95,6 @@ def real_space_projection(vol: np.ndarray, A: np.ndarray, origin_px: np.ndarray)
     return trilinear(vol.astype(np.float64), pts).sum(0) * 0.5
 
 
-def corr(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
-
 
 @pytest.fixture(scope="module")
 def noisy(tmp_path_factory) -> dict:
@@ -163,7 +160,7 @@ def test_no_ctf_images_are_real_space_projections(tmp_path):
     assert np.abs(origins_px).max() > 0.5
     for img, Ai, o in zip(sim["images"], A, origins_px):
         projection = real_space_projection(sim["truth"], Ai, o)
-        assert corr(img, projection) > 0.99
+        assert correlation(img, projection) > 0.99
         assert np.abs(img - projection).max() < 0.1 * projection.max()
     np.testing.assert_allclose(sim["images"], clean_render(sim), atol=1e-3 * np.abs(sim["images"]).max())
 
@@ -231,7 +228,7 @@ def test_resample_map_keeps_physical_position():
         out = resample_map(source, 2.0, box, apix)
         expected = gaussian(box, apix)
         assert out.shape == (box,) * 3
-        assert corr(out, expected) > 0.999
+        assert correlation(out, expected) > 0.999
         np.testing.assert_allclose(out.max(), expected.max(), rtol=0.05)
 
 

@@ -10,11 +10,11 @@ import mrcfile
 import numpy as np
 import pytest
 
+from helpers import SHARED_DATA as DATA
 from cryoai.cli.main import main as cli
 from cryoai.data.particles import load_particles
 from cryoai.errors import InputError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data absent")
 
 

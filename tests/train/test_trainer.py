@@ -12,31 +12,12 @@ import pytest
 import starfile
 import torch
 
+from helpers import tiny_config
 from cryoai.cli.main import main as cli
 from cryoai.data.particles import load_particles
 from cryoai.io.mrc import read_map
-from cryoai.phantom import phantom_map
-from cryoai.simulate import simulate
-from cryoai.train.config import TrainConfig
 from cryoai.train.run_dir import RunDir
 from cryoai.train.trainer import Trainer
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    simulate(phantom_map(16, 8.0), 8.0, 120, out, snr=10.0, shift_std_A=4.0, seed=1, progress=False)
-    return out
-
-
-def tiny_config(**kw) -> TrainConfig:
-    cfg = TrainConfig(train_box=16, encoder_box=16, batch_size=8, steps=6, pretrain_until=0.2, freeze_volume_until=0.4,
-                      supervise_until=0.7, march_until=0.7, warm_subset=60, warm_box=8, warm_iterations=2,
-                      log_every=2, checkpoint_every=3, volume_every=3, encoder_widths=(4, 8), synthetic_batch=4,
-                      final_iterations=1, final_subset=50)
-    for k, v in kw.items():
-        setattr(cfg, k, v)
-    return cfg
 
 
 def test_train_writes_a_run_directory(tiny_set, tmp_path):

@@ -11,9 +11,9 @@ import pytest
 import starfile
 
 import cryoai.io.star as star
+from helpers import SHARED_DATA as SHARED
 from cryoai.io.star import read_star, write_star
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FILES = sorted(glob.glob(str(SHARED / "**" / "*.star"), recursive=True))
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import starfile
-import torch
 
 from cryoai.cli.main import main
 from cryoai.eval.align import flip_hand, transform_map
@@ -20,13 +19,7 @@ J = np.diag([1.0, 1.0, -1.0])
 G_TRUE = euler_to_matrix(30, 60, 120)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: torch's thread pool oversubscribes them badly; use one thread here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blob_map(L: int) -> np.ndarray:

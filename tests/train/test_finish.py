@@ -12,7 +12,7 @@ from cryoai.data.training_data import TrainingData
 from cryoai.train.finish import PoseSettings, final_map_and_poses, final_subset, finish_seconds
 from cryoai.train.predict import refinement_radius
 from cryoai.train.trainer import build_models
-from test_train import tiny_config
+from helpers import tiny_config
 
 
 def test_refinement_radius_is_a_quarter_box_or_less():

@@ -4,16 +4,15 @@ against cryoDRGN's own pickles. Written files are also re-read with starfile / n
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import starfile
 
+from helpers import SHARED_DATA as DATA
 from cryoai.data.particles import load_particles, write_particles_cs, write_particles_star, write_pose_pkl
 from cryoai.geometry.rotations import geodesic_distance_deg, random_rotations
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data absent")
 ASPIRE = DATA / "real_aspire_80S_17ptcl"
 

@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import SHARED_DATA as DATA
+from helpers import correlations
 from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.physics.image_model import render_images
 from cryoai.physics.slicing import fourier_map
 
 starfile = pytest.importorskip("starfile")
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RIBOSOME = DATA / "relion_project_70S"
 
 
@@ -33,12 +34,6 @@ def read_mrc(path: Path) -> np.ndarray:
         with mrcfile.open(path, permissive=True) as m:
             return np.asarray(m.data, dtype=np.float32).copy()
 
-
-def correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image Pearson correlation of two (n, L, L) stacks."""
-    a = a - a.mean(axis=(1, 2), keepdims=True)
-    b = b - b.mean(axis=(1, 2), keepdims=True)
-    return (a * b).sum((1, 2)) / np.sqrt((a * a).sum((1, 2)) * (b * b).sum((1, 2)))
 
 
 def poses(particles) -> torch.Tensor:

@@ -21,17 +21,8 @@ import torch
 import cryoai
 from cryoai.cli.main import main as cli
 from cryoai.data.particles import load_particles
-from cryoai.phantom import phantom_map
-from cryoai.simulate import simulate
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):  # as in test_train.py
-    out = tmp_path_factory.mktemp("tiny")
-    simulate(phantom_map(16, 8.0), 8.0, 120, out, snr=10.0, shift_std_A=4.0, seed=1, progress=False)
-    return out
 
 
 def free_port() -> int:
@@ -42,7 +33,8 @@ def free_port() -> int:
 
 def torchrun(*args: str, ranks: int = 2) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(Path(cryoai.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(Path(cryoai.__file__).parents[1]), str(TESTS.parent),  # cryoai, helpers
+                                           os.environ.get("PYTHONPATH", "")]))
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
@@ -109,3 +101,29 @@ def test_cli_train_and_resume_on_two_ranks(tiny_set, tmp_path):
     log = (out / "log.txt").read_text()
     assert "resumed from step 2" in log and "warm start" not in log.split("resumed from step 2")[1]
     assert len(load_particles(out / "particles.star", datadir=str(tiny_set))) == 120
+
+
+def test_init_on_cuda_under_torchrun_reaches_the_process_group(monkeypatch):
+    """Launched by torchrun on CUDA, ``init`` selects the rank's GPU, then joins the group. (An
+    `import torch.distributed.nn` inside it made `torch` a local name, so the GPU selection
+    before it raised UnboundLocalError: every multi-GPU run failed at start.)"""
+    import torch
+
+    from cryoai.train import distributed
+
+    chosen = []
+
+    class Joined(Exception):
+        pass
+
+    def join(*args, **kwargs):
+        raise Joined
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(distributed, "launched", lambda: True)
+    monkeypatch.setattr(distributed, "active", lambda: False)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(distributed.dist, "init_process_group", join)
+    with pytest.raises(Joined):
+        distributed.init("cuda")
+    assert chosen == [1]

@@ -21,13 +21,6 @@ ROWS = np.array([5, 3, 99, 0, 1, 2, 118, 3])  # unsorted, repeated, with a conti
 
 
 @pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    simulate(phantom_map(16, 8.0), 8.0, 120, out, snr=10.0, shift_std_A=4.0, seed=1, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def particles(tiny_set):
     return load_particles(tiny_set / "particles.star")
 

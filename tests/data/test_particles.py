@@ -12,11 +12,11 @@ import mrcfile
 import numpy as np
 import pytest
 
+from helpers import SHARED_DATA as DATA
 from cryoai.data.particles import CTF_COLUMNS, load_particles
 from cryoai.errors import InputError
 from cryoai.io.stack import ImageStack
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data absent")
 
 

@@ -17,7 +17,7 @@ from cryoai.train import distributed as dist
 from cryoai.train.run_dir import RunDir
 from cryoai.train.trainer import Trainer
 from ddp_cli import gloo_threads  # this file's folder is on sys.path when run as a script
-from test_train import tiny_config
+from helpers import tiny_config  # tests/ is on PYTHONPATH (test_distributed.torchrun)
 
 
 def forbidden_loader(*args, **kwargs):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import correlation
 from cryoai.geometry.grids import (
     fft2_centered,
     fft3_centered,
@@ -23,10 +24,6 @@ from cryoai.physics.image_model import (factored_residuals, image_factors, rende
 from cryoai.physics.shifts import origin_phase, translation_phase
 from cryoai.physics.slicing import SpectrumVolume, fourier_map, sample_grid, slice_coordinates
 
-
-def corr(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
 def centred_dft_2d(img: np.ndarray) -> np.ndarray:
@@ -220,8 +217,8 @@ def test_fourier_slice_matches_real_space_projection(box):
     for A, img in zip(POSES, images):
         real = g.real_space_projection(A, box)
         exact = g.analytic_projection(A, box)
-        assert corr(real, exact) > 0.99999  # the reference itself: sum over z = integral
-        assert corr(img, real) > 0.999
+        assert correlation(real, exact) > 0.99999  # the reference itself: sum over z = integral
+        assert correlation(img, real) > 0.999
         assert np.abs(img - exact).max() < 0.08 * exact.max()  # trilinear interpolation at pad 2
 
 
@@ -234,7 +231,7 @@ def test_fourier_slice_with_origin_and_pixel_size():
     images = render_images(fm, torch.from_numpy(POSES[1:3]), box, apix, None, torch.from_numpy(origin_A)).numpy()
     for A, o, img in zip(POSES[1:3], origin_A, images):
         exact = g.analytic_projection(A, box, o / apix)
-        assert corr(img, exact) > 0.999
+        assert correlation(img, exact) > 0.999
         assert np.abs(img - exact).max() < 0.08 * exact.max()
 
 
@@ -319,7 +316,7 @@ def test_backprojection_of_clean_projections_recovers_the_map():
     numerator, denominator = backproject(fft2_centered(images).reshape(n, -1), R, freqs, box)
     rec = ifft3_centered(wiener_reconstruct(numerator, denominator)).numpy()
     assert rec.shape == (box,) * 3
-    assert corr(rec, vol) > 0.95
+    assert correlation(rec, vol) > 0.95
 
 
 def test_reconstruct_in_box_keeps_the_map_within_its_support():
@@ -337,7 +334,7 @@ def test_reconstruct_in_box_keeps_the_map_within_its_support():
     dist = np.sqrt(sum(g**2 for g in np.meshgrid(*[np.arange(2 * box) - box] * 3, indexing="ij")))
     assert np.abs(rec[dist > 0.4 * box]).max() < 1e-4 * np.abs(rec).max()
     start = box // 2
-    assert corr(rec[start : start + box, start : start + box, start : start + box], vol) > 0.95
+    assert correlation(rec[start : start + box, start : start + box, start : start + box], vol) > 0.95
     per_shell = reconstruct_in_box(numerator, denominator, box, 0.05, per_shell=True, support_fraction=0.4)
     expected = confine_to_box(wiener_reconstruct(numerator, denominator, 0.05, per_shell=True), box, 0.4)
     torch.testing.assert_close(per_shell, expected)

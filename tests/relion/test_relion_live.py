@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 import torch
 
+from helpers import correlations
 from cryoai.data.particles import load_particles, write_particles_star
 from cryoai.eval.fsc import fsc
 from cryoai.geometry.rotations import euler_to_matrix
@@ -58,12 +59,6 @@ def read_stack(path: Path) -> np.ndarray:
         with mrcfile.open(path, permissive=True) as m:
             return np.asarray(m.data, dtype=np.float64).copy()
 
-
-def correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image Pearson correlation of two (n, L, L) stacks."""
-    a = a - a.mean(axis=(1, 2), keepdims=True)
-    b = b - b.mean(axis=(1, 2), keepdims=True)
-    return (a * b).sum((1, 2)) / np.sqrt((a * a).sum((1, 2)) * (b * b).sum((1, 2)))
 
 
 def lowpass_disc(images: np.ndarray, fraction: float) -> np.ndarray:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
+from helpers import SHARED_DATA as DATA
 from cryoai.data.particles import load_particles
 from cryoai.data.polarity import guess_polarity
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data absent")
 
 

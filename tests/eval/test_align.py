@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from cryoai.eval.align import align_maps, flip_hand, rotation_grid, transform_map
 from cryoai.geometry.rotations import euler_to_matrix, geodesic_distance_deg, random_rotations
@@ -14,13 +13,7 @@ J = np.diag([1.0, 1.0, -1.0])
 BLOBS = [((5, 0, 0), 2.5, 1.0), ((-3, 5, 1), 1.8, 0.8), ((0, -4, 5), 1.5, 1.2), ((-2, -3, -6), 2.2, 0.6), ((6, 5, -3), 1.2, 1.0)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: torch's thread pool oversubscribes them badly; use one thread here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blob_map(L: int, blobs=BLOBS) -> np.ndarray:

@@ -34,13 +34,7 @@ FINAL_LOSS = 0.012345
 BLOBS = [((10, 0, 0), 5.0, 1.0), ((-6, 10, 2), 3.6, 0.8), ((0, -8, 10), 3.0, 1.2), ((-4, -6, -12), 4.4, 0.6)]  # Å
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: torch's thread pool oversubscribes them badly; use one thread here."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blob_map(L: int, apix: float, sharpness: float = 1.0, G: np.ndarray | None = None) -> np.ndarray:
