@@ -25,7 +25,7 @@ from helpers import tiny_config
 from cryoai.cli.main import main as cli
 from cryoai.data.particles import load_particles
 from cryoai.errors import InputError
-from cryoai.train.checkpoint import Interrupted, save_checkpoint
+from cryoai.train.checkpoint import save_checkpoint
 from cryoai.train.config import default_config
 from cryoai.train.halves import train_halves
 from cryoai.train.run_dir import RunDir, release_lock, take_lock
@@ -145,34 +145,6 @@ def test_resume_with_truncated_checkpoint_is_one_line(interrupted, tmp_path, cap
     line = one_error_line(capsys)
     assert "last.pt" in line and "unreadable checkpoint" in line
     assert (out / "config.yaml").read_text() == config and not (out / ".lock").exists()
-
-
-def test_sigint_then_resume_gives_the_uninterrupted_weights(tiny_set, tmp_path):
-    """Ctrl-C inside step 3 stops after it with a checkpoint of step 4; resuming from it ends
-    with the weights of a run never interrupted (the data stream is a function of seed and step,
-    the checkpoint holds the RNG state)."""
-    particles = load_particles(tiny_set / "particles.star")
-    full = Trainer(particles, tiny_config(), RunDir(tmp_path / "full", quiet=True), progress=False)
-    full.fit()
-    part = Trainer(particles, tiny_config(), RunDir(tmp_path / "part", quiet=True), progress=False)
-    step_once = part.train_step
-
-    def ctrl_c_in_step_3(step):
-        if step == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return step_once(step)
-
-    part.train_step = ctrl_c_in_step_3
-    with pytest.raises(Interrupted) as stopped:
-        part.fit()
-    assert stopped.value.step == 4
-    resumed = Trainer(particles, tiny_config(), RunDir(tmp_path / "part", quiet=True), resume=True, progress=False)
-    assert resumed.step == 4
-    resumed.fit()
-    assert resumed.step == full.step == 6
-    for key, value in full.encoder.state_dict().items():
-        assert torch.equal(value, resumed.encoder.state_dict()[key]), key
-    assert torch.equal(full.volume.values, resumed.volume.values)
 
 
 def test_trainer_refuses_a_checkpoint_of_other_settings(tiny_set, tmp_path):
