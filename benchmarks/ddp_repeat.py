@@ -1,4 +1,4 @@
-"""Stability of the data-parallel tests: run ``pytest tests/test_train.py tests/test_ddp.py``
+"""Stability of the data-parallel tests: run ``pytest tests/train/test_trainer.py tests/train/test_distributed.py``
 K times (the order in which CI's torchrun failures showed up) and count passes, failures and
 hangs. A failure here is rare (it was ~1 in 20 before the fixes in train/distributed.py and
 train/batches.py), so K should be large for the count to mean much.
@@ -21,7 +21,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--times", type=int, default=8)
     args = p.parse_args()
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "tests/test_train.py", "tests/test_ddp.py"]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:warnings", "tests/train/test_trainer.py", "tests/train/test_distributed.py"]
     outcomes = []
     for i in range(args.times):
         t0 = time.time()

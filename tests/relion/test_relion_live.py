@@ -222,7 +222,7 @@ def test_relion_reconstruct_reads_our_star(tmp_path):
 # ---- a tiny `cryoai train` run, then RELION on its outputs ------------------------------------
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 6-step run on 120 images (box 16, 8 Å/px; the settings of tests/test_train.py)."""
+    """A 6-step run on 120 images (box 16, 8 Å/px; the settings of tests/train/test_trainer.py)."""
     from cryoai.train.config import TrainConfig
     from cryoai.train.run_dir import RunDir
     from cryoai.train.trainer import Trainer

@@ -2,7 +2,7 @@
 stored in ``shared/data`` (see its README).
 
 Only what cannot be computed at test time stays here: the point-mass and phantom references
-are made live by tests/test_relion_live.py. The STAR and MRC files are read with ``starfile``
+are made live by tests/relion/test_relion_live.py. The STAR and MRC files are read with ``starfile``
 and ``mrcfile`` directly, so these tests do not depend on cryoai's STAR parser; they skip when
 ``shared/data`` is absent.
 """
@@ -50,7 +50,7 @@ def test_70s_projections_match_relion_with_odd_box_offset(name):
     RELION odd-box quirk: for an odd box (L = 65) ``relion_project`` puts the projected centre
     one pixel further in +x and +y than the convention (centre L//2 − origin) predicts, i.e. its
     images match ours rendered with origin − 1 px. ASPIRE's RELION-interop test applies the same
-    correction (``if L % 2 == 1: offsets -= 1``); even boxes need none (tests/test_relion_live.py
+    correction (``if L % 2 == 1: offsets -= 1``); even boxes need none (tests/relion/test_relion_live.py
     measures both live). Without the correction the correlation drops to about 0.82–0.88.
     """
     if not RIBOSOME.is_dir():

@@ -1,4 +1,4 @@
-"""`python -m cryoai ARGS` for tests/test_ddp.py, which then checks that the rank left no
+"""`python -m cryoai ARGS` for tests/train/test_distributed.py, which then checks that the rank left no
 process group behind: torchrun --nproc_per_node 2 tests/ddp_cli.py train …
 
 A group still alive when the interpreter exits has its gloo threads torn down during
@@ -22,7 +22,7 @@ def gloo_threads() -> list[str]:
 
 
 if __name__ == "__main__":
-    faulthandler.dump_traceback_later(90, exit=True)  # a hung rank prints its stacks (tests/test_ddp.py shows them)
+    faulthandler.dump_traceback_later(90, exit=True)  # a hung rank prints its stacks (tests/train/test_distributed.py shows them)
     code = main(sys.argv[1:])
     left = gloo_threads()
     if left:

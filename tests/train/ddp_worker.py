@@ -1,4 +1,4 @@
-"""One torchrun rank of tests/test_ddp.py: trains the tiny set and saves what this rank holds.
+"""One torchrun rank of tests/train/test_distributed.py: trains the tiny set and saves what this rank holds.
 
 python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py PARTICLES.star OUT
 writes OUT/run (rank 0's run directory) and OUT/rank{R}.pt: the encoder and volume before
@@ -55,5 +55,5 @@ def main(star: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    faulthandler.dump_traceback_later(90, exit=True)  # a hung rank prints its stacks (tests/test_ddp.py shows them)
+    faulthandler.dump_traceback_later(90, exit=True)  # a hung rank prints its stacks (tests/train/test_distributed.py shows them)
     main(*sys.argv[1:])

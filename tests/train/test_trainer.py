@@ -1,6 +1,6 @@
 """Training mechanics on tiny data: outputs, checkpoints and --resume, predict, half sets.
 
-Convergence itself is guarded by tests/test_reconstruction.py and measured in benchmarks/reconstruction.py.
+Convergence itself is guarded by tests/train/test_reconstruction.py and measured in benchmarks/reconstruction.py.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def batches(data: TrainingData, rows_of: Callable[[int], np.ndarray], count: int
     Under torchrun (a process group is active) the batches are also made in this process: a
     child forked from a rank whose process-group threads are running can hang in Python's
     after-fork start-up, waiting on the interpreter's thread-state lock (seen with gloo under
-    CPython 3.11.7, in about 1 of 20 runs of tests/test_ddp.py), and that stalls every rank.
+    CPython 3.11.7, in about 1 of 20 runs of tests/train/test_distributed.py), and that stalls every rank.
     """
     if workers <= 0 or "fork" not in multiprocessing.get_all_start_methods() or distributed.active():
         return (data.batch(rows_of(i)) for i in range(count))
