@@ -24,7 +24,7 @@ from cryoai.errors import InputError
 from cryoai.geometry.grids import fft3_centered, ifft3_centered
 from cryoai.geometry.rotations import matrix_to_euler, random_rotations
 from cryoai.io.atomic import atomic_path
-from cryoai.io.columns import STAR_CTF
+from cryoai.io.columns import STAR_ANGLES, STAR_CTF, STAR_ORIGINS_A
 from cryoai.io.mrc import write_map
 from cryoai.io.star import write_star
 from cryoai.physics.ctf import CTFParams
@@ -213,11 +213,8 @@ def simulate(
         {
             "rlnImageName": [f"{i + 1:06d}@particles.mrcs" for i in range(n)],
             "rlnOpticsGroup": 1,
-            "rlnAngleRot": rot,
-            "rlnAngleTilt": tilt,
-            "rlnAnglePsi": psi,
-            "rlnOriginXAngst": origins[:, 0],
-            "rlnOriginYAngst": origins[:, 1],
+            **dict(zip(STAR_ANGLES, (rot, tilt, psi))),
+            **dict(zip(STAR_ORIGINS_A, (origins[:, 0], origins[:, 1]))),
         }
     )
     optics = {
