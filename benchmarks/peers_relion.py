@@ -32,6 +32,10 @@ from pathlib import Path
 
 from cryoai.io.star import read_star, write_star
 
+from peers_data import Dataset
+from peers_env import run_limited
+from peers_score import Row, score
+
 # the 3.1 GUI's "3D initial model" defaults
 SGD_DEFAULTS = {"ini_iter": 50, "inbetween_iter": 200, "fin_iter": 50, "ini_subset": 100, "fin_subset": 500,
                 "ini_resol": 35.0, "fin_resol": 15.0}
@@ -112,11 +116,10 @@ def sgd_subset(it: int, sgd: dict) -> int:
     return sgd["fin_subset"]
 
 
-def run_relion(method: str, peers, ds, n: int, sub: Path, workdir: Path, limit_s: float, args,
-               cryoai_run: Path | None = None, cryoai_images: Path | None = None):
-    """Run (or read again, from workdir/run.json) one RELION method → a peers.Row. ``peers`` is the
-    peers.py module (run_limited, score, Row); ``cryoai_images`` the folder the image names of
-    ``cryoai_run``'s particles.star are relative to."""
+def run_relion(method: str, ds: Dataset, n: int, sub: Path, workdir: Path, limit_s: float, args,
+               cryoai_run: Path | None = None, cryoai_images: Path | None = None) -> Row:
+    """Run (or read again, from workdir/run.json) one RELION method → its Row. ``cryoai_images`` is
+    the folder the image names of ``cryoai_run``'s particles.star are relative to."""
     if shutil.which("relion_refine") is None:
         raise SystemExit("RELION is not installed: apt-get install relion (RELION 3.1, CPU build)")
     overrides = json.loads(args.relion_sgd or "{}")
@@ -145,18 +148,18 @@ def run_relion(method: str, peers, ds, n: int, sub: Path, workdir: Path, limit_s
             cmd = auto_refine_cmd(star, ref, out, ds.box, ds.apix, args.relion_threads, args.relion_ini_high,
                                   args.relion_max_iter)
         t_start = time.time()
-        wall, finished, rc = peers.run_limited(cmd, workdir / "log.txt", limit_s, cwd=cwd)
+        wall, finished, rc = run_limited(cmd, workdir / "log.txt", limit_s, cwd=cwd)
         run = {"t_start": t_start, "wall_s": wall, "finished": finished, "rc": rc, "cmd": cmd, "sgd": sgd}
         (workdir / "run.json").write_text(json.dumps(run, indent=1))
-    return relion_row(method, peers, ds, n, workdir)
+    return relion_row(method, ds, n, workdir)
 
 
-def relion_row(method: str, peers, ds, n: int, workdir: Path):
+def relion_row(method: str, ds: Dataset, n: int, workdir: Path) -> Row:
     """The row of a RELION run from workdir/run.json and its outputs: time to resolution per map,
     cost per image, RELION's own resolution, extrapolation of an unfinished initial model."""
     run = json.loads((workdir / "run.json").read_text())
     out, sgd = workdir / "out", run["sgd"]
-    row = peers.Row(method, ds.name, n, wall_s=run["wall_s"])
+    row = Row(method, ds.name, n, wall_s=run["wall_s"])
     row.status = ("finished" if run["finished"] else
                   "stopped at the limit" if run["rc"] == -1 else f"failed (rc {run['rc']})")
     maps = iteration_maps(out)
@@ -170,11 +173,11 @@ def relion_row(method: str, peers, ds, n: int, workdir: Path):
             row.per_image_s = per_iter / n
         row.per_epoch_s = {"iteration": per_iter}
     for (it, vol), t in list(zip(maps, times))[:-1][::max(1, len(maps) // 5)]:
-        r = peers.Row(method, ds.name, n)
-        peers.score(r, ds, vol, workdir)
+        r = Row(method, ds.name, n)
+        score(r, ds, vol, workdir)
         row.curve.append((t, r.res_px))
     if maps:
-        peers.score(row, ds, maps[-1][1], workdir)
+        score(row, ds, maps[-1][1], workdir)
         row.curve.append((times[-1], row.res_px))
         row.notes += f" map {maps[-1][1].name} after {len(maps)} maps;"
     gold = current_resolution_A(out)
