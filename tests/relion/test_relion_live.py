@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import correlations
+from helpers import correlations, simulate_tiny, tiny_config
 from cryoai.data.particles import load_particles, write_particles_star
 from cryoai.eval.fsc import fsc
 from cryoai.geometry.rotations import euler_to_matrix
@@ -30,6 +30,7 @@ from cryoai.io.star import write_star
 from cryoai.models.volume_map import volume_to_map
 from cryoai.models.voxel import VoxelVolume
 from cryoai.phantom import phantom_map
+from cryoai.physics.ctf import CTFParams
 from cryoai.physics.image_model import render_images
 from cryoai.physics.slicing import fourier_map
 from cryoai.simulate import simulate
@@ -107,7 +108,8 @@ def star_with_poses(path: Path, L: int, origins_A: np.ndarray) -> None:
 
 def ours(vol: np.ndarray, with_ctf: bool, origins_A: np.ndarray) -> np.ndarray:
     n = len(ANGLES)
-    ctf = torch.tensor([[DF_U, DF_V, DF_ANGLE, VOLTAGE, CS, AMP, 0.0, 0.0]] * n, dtype=torch.float64)
+    ctf = CTFParams.full(n, defocus_u_A=DF_U, defocus_v_A=DF_V, defocus_angle_deg=DF_ANGLE, voltage_kV=VOLTAGE,
+                         cs_mm=CS, amp_contrast=AMP, phase_shift_deg=0.0, bfactor_A2=0.0).to_torch(torch.float64)
     A = torch.from_numpy(euler_to_matrix(ANGLES[:, 0], ANGLES[:, 1], ANGLES[:, 2]))
     L = vol.shape[-1]
     return render_images(fourier_map(torch.from_numpy(vol)), A, L, APIX, ctf if with_ctf else None,
@@ -223,16 +225,12 @@ def test_relion_reconstruct_reads_our_star(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 6-step run on 120 images (box 16, 8 Å/px; the settings of tests/train/test_trainer.py)."""
-    from cryoai.train.config import TrainConfig
     from cryoai.train.run_dir import RunDir
     from cryoai.train.trainer import Trainer
 
     out = tmp_path_factory.mktemp("relion_train")
-    simulate(phantom_map(16, 8.0), 8.0, 120, out / "sim", snr=10.0, shift_std_A=4.0, seed=1, progress=False)
-    cfg = TrainConfig(train_box=16, encoder_box=16, batch_size=8, steps=6, pretrain_until=0.2, freeze_volume_until=0.4,
-                      supervise_until=0.7, march_until=0.7, warm_subset=60, warm_box=8, warm_iterations=2,
-                      log_every=2, checkpoint_every=3, volume_every=3, encoder_widths=(4, 8), synthetic_batch=4,
-                      final_iterations=1, final_subset=120)
+    simulate_tiny(out / "sim")
+    cfg = tiny_config(final_subset=120)
     run = RunDir(out / "run", quiet=True)
     Trainer(load_particles(out / "sim" / "particles.star"), cfg, run, progress=False).fit()
     run.close()
