@@ -43,14 +43,16 @@ def noise_data(tmp_path_factory):
     return TrainingData(load_particles(path, apix=4.0), 32, 16)
 
 
-def test_synthetic_images_carry_the_data_noise_variance(noise_data):
-    """Rendered from an empty volume, a synthetic batch is all noise at the data's level: the
-    encoder images it sees have the variance of a pure-noise data batch's (half of it while the
-    noise was complex per coefficient and only the real image kept)."""
+@pytest.mark.parametrize("fraction", [1.0, 0.5])
+def test_synthetic_images_carry_the_noise_variance_asked_for(noise_data, fraction):
+    """Rendered from an empty volume, a synthetic batch is all noise: the encoder images it sees
+    have ``noise_fraction`` times the variance of a pure-noise data batch's (half of what was asked
+    while the noise was complex per coefficient and only the real image kept)."""
     data_var = float(noise_data.batch(np.arange(400)).images.var())
-    images, rot, origin = synthetic_batch(VoxelVolume(32, 2), noise_data, 400, 1.0, seed=0, step=0)
+    images, rot, origin = synthetic_batch(VoxelVolume(32, 2), noise_data, 400, 1.0, seed=0, step=0,
+                                          noise_fraction=fraction)
     assert images.shape == (400, 16, 16) and rot.shape == (400, 3, 3) and origin.shape == (400, 2)
-    assert float(images.var()) / data_var == pytest.approx(1.0, abs=0.05)
+    assert float(images.var()) / data_var == pytest.approx(fraction, abs=0.05)
 
 
 def test_synthetic_batch_is_a_function_of_seed_and_step(noise_data):

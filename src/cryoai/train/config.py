@@ -29,6 +29,9 @@ class TrainConfig:
     volume_lr: float = 1e-3  # relative to the volume's scale (voxel) / Adam step (FourierNet)
     supervision_weight: float = 1.0
     synthetic_batch: int = 32  # images rendered from the volume at known poses per step (0: none)
+    synthetic_noise: float = 0.5  # their noise variance relative to the data's: 0.5 = twice the data's SNR
+    # (what earlier releases did by accident; at the data's own SNR, 1.0, the encoder did not learn
+    # at SNR 0.1: benchmarks/reconstruction.py, see the README)
     # warm start
     warm_subset: int = 1500
     warm_box: int = 16

@@ -47,13 +47,17 @@ def subset_pose_loss(rot_both: torch.Tensor, origin_both: torch.Tensor, sel: tor
 
 
 def synthetic_batch(volume: Volume, data: TrainingData, n: int, origin_sd_px: float, seed: int, step: int,
-                    device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Images rendered from ``volume`` at known random poses, with the data's CTFs, shifts and
-    noise level: unlimited labelled examples that teach the encoder the map's views.
+                    device: str | torch.device = "cpu", noise_fraction: float = 1.0,
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images rendered from ``volume`` at known random poses, with the data's CTFs and shifts and
+    ``noise_fraction`` of its noise variance: unlimited labelled examples that teach the encoder
+    the map's views.
 
     Rotations are uniform, origins normal with ``origin_sd_px`` (training-box pixels), CTFs those
-    of random particles; white noise (``physics/noise.py``) brings the mean power per coefficient
-    to the data's (1: ``TrainingData`` normalises so), at least 0.05. The draw is a function of
+    of random particles. The data's noise variance per coefficient is taken as what its power
+    leaves beyond the rendered signal's (``TrainingData`` normalises the power to 1), at least
+    0.05; white noise (``physics/noise.py``) of ``noise_fraction`` times that variance is added
+    (1: the data's SNR; 0.5: twice it, ``TrainConfig.synthetic_noise``). The draw is a function of
     (seed, step) alone. Returns (encoder images, rotations, origins_px) on ``device``; under
     torchrun, this rank's strided share of the n drawn.
     """
@@ -73,7 +77,7 @@ def synthetic_batch(volume: Volume, data: TrainingData, n: int, origin_sd_px: fl
                                  None if c is None else c.to(device), origin.to(device))
     spectra = spectra.reshape(len(mine), box, box)
     signal = dist.mean_over_ranks(float(spectra.abs().pow(2).mean()), len(mine))
-    noise_sd = math.sqrt(max(1.0 - signal, 0.05))
+    noise_sd = math.sqrt(noise_fraction * max(1.0 - signal, 0.05))
     spectra = spectra + white_noise_spectra(n, box, noise_sd, gen)[mine].to(device)  # real noise: Hermitian
     images = ifft2_centered(crop_spectra(spectra, data.encoder_box)) * data.encoder_box
     return images, rot.to(device), origin.to(device)

@@ -178,7 +178,8 @@ class Trainer:
         """``n`` images rendered from the current volume at known poses (``supervision``), their
         shifts spread as the warm-start subset's."""
         spread = float(self.subset_origin.std()) if len(self.subset_origin) > 1 else 0.0
-        return synthetic_batch(self.volume, self.data, n, spread, self.cfg.seed, step, self.device)
+        return synthetic_batch(self.volume, self.data, n, spread, self.cfg.seed, step, self.device,
+                               self.cfg.synthetic_noise)
 
     def train_step(self, step: int) -> dict:
         """One optimisation step at the current schedule position (``schedule``); its record."""
