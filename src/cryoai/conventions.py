@@ -15,10 +15,3 @@
 - cryoSPARC poses: A = expmap(alignments3D/pose)ᵀ; alignments3D/shift is RELION's origin in px.
 - Hand: the mirror V'(x, y, z) = V(x, y, −z) has poses J·A·J with J = diag(1, 1, −1).
 """
-
-FFT_CENTRE_NOTE = "DC at index L//2"
-
-
-def centre_index(box: int) -> int:
-    """The 0-based index of the origin (real space) and of DC (centred Fourier space)."""
-    return box // 2

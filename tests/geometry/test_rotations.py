@@ -14,7 +14,6 @@ from cryoai.geometry.rotations import (
     matrix_to_cryosparc_pose,
     matrix_to_euler,
     random_rotations,
-    rotation_about_z,
 )
 
 
@@ -133,14 +132,6 @@ def test_geodesic_distance_against_rodrigues():
         B = np.stack([rodrigues(np.deg2rad(theta) * axis) @ a for a in A])
         np.testing.assert_allclose(geodesic_distance_deg(A, B), theta, atol=1e-4)
         np.testing.assert_allclose(geodesic_distance_deg(B, A), theta, atol=1e-4)
-
-
-def test_rotation_about_z_is_counter_clockwise():
-    """rotation_about_z(a) turns +x towards +y, and equals RELION's R_z(−a)."""
-    np.testing.assert_allclose(rotation_about_z(np.pi / 2) @ [1, 0, 0], [0, 1, 0], atol=1e-15)
-    for a in (-2.0, 0.3, 1.0, 3.0):
-        np.testing.assert_allclose(rotation_about_z(a), rz(-np.rad2deg(a)), atol=1e-14)
-    assert rotation_about_z(np.zeros(4)).shape == (4, 3, 3)
 
 
 # --- cryoSPARC axis-angle ------------------------------------------------------------------------

@@ -70,15 +70,6 @@ def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     return roma.unitquat_to_rotmat(torch.from_numpy(q)).numpy()
 
 
-def rotation_about_z(angle_rad) -> np.ndarray:
-    """In-plane rotation matrices Rz(angle) (counter-clockwise about +z), shape (..., 3, 3)."""
-    t = np.asarray(angle_rad, dtype=np.float64)
-    c, s = np.cos(t), np.sin(t)
-    R = np.zeros(t.shape + (3, 3))
-    R[..., 0, 0], R[..., 0, 1], R[..., 1, 0], R[..., 1, 1], R[..., 2, 2] = c, -s, s, c, 1.0
-    return R
-
-
 def geodesic_distance_deg(A, B) -> np.ndarray:
     """Angle in degrees of the rotation taking A to B, elementwise over leading dims."""
     A = np.asarray(A, dtype=np.float64)
