@@ -1,6 +1,6 @@
 """Particle polarity: is the molecule brighter or darker than the background?
 
-(Cropping and normalisation for training live in one place, ``train/batches.py`` TrainingData.)
+(Cropping and normalisation for training live in one place, ``data/training_data.py`` TrainingData.)
 """
 
 from __future__ import annotations

@@ -29,5 +29,5 @@ def white_noise(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) 
 
 def white_noise_spectra(n: int, box: int, sigma: float, rng: np.random.Generator) -> torch.Tensor:
     """Centred spectra (n, box, box) of ``white_noise`` images, scaled as training spectra are
-    (``train/batches.py``): per-pixel variance σ² gives E|coefficient|² = σ²."""
+    (``data/training_data.py``): per-pixel variance σ² gives E|coefficient|² = σ²."""
     return fft2_centered(torch.from_numpy(white_noise((n, box, box), sigma, rng))) / box

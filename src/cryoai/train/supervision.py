@@ -35,7 +35,7 @@ def subset_pose_loss(rot_both: torch.Tensor, origin_both: torch.Tensor, sel: tor
     """Per-image ``pose_loss`` of the batch images ``sel`` against their warm-start poses.
 
     ``rot_both``/``origin_both`` are the encoder's outputs for the batch (n images) and, under the
-    symmetric loss, then for its π-rotated copy (``predict.encode_both``): the copy's pose is the
+    symmetric loss, then for its π-rotated copy (``decoder.encode_both``): the copy's pose is the
     image's turned by HALF_TURN, with the origin negated, and is supervised too.
     """
     loss = pose_loss(rot_both[sel], origin_both[sel], rotations_true, origins_true_px)
