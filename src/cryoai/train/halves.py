@@ -23,14 +23,9 @@ from cryoai.eval.poses import apply_registration
 from cryoai.io.mrc import read_map, write_map
 from cryoai.train.config import TrainConfig
 from cryoai.train.distributed import is_main
+from cryoai.train.half_maps import split_halves
 from cryoai.train.run_dir import RunDir
 from cryoai.train.trainer import Trainer
-
-
-def split_halves(n: int, seed: int) -> np.ndarray:
-    """rlnRandomSubset labels (1 or 2), balanced, random."""
-    labels = np.where(np.arange(n) < (n + 1) // 2, 1, 2)
-    return np.random.default_rng([seed, 12]).permutation(labels)
 
 
 def move_poses(rotations: np.ndarray, origins_A: np.ndarray, alignment, apix: float) -> tuple[np.ndarray, np.ndarray]:
