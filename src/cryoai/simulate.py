@@ -234,10 +234,11 @@ def junk_images(kinds: np.ndarray, rows: np.ndarray, images: np.ndarray, volume_
         elif kind == "fragment":
             spectrum = fragment_spectra[int(rng.integers(len(fragment_spectra)))]
             images[j] = render_images(spectrum, torch.from_numpy(rotations[row : row + 1]), box, apix, ctf_row, origin)[0].numpy()
-        else:
-            projection = (ice_projection(box, apix, mass, rng) if kind == "ice"
-                          else neighbour_projection(volume_spectrum, rotations[row], box, apix, rng))
-            images[j] = apply_ctf(projection[None], apix, ctf_row, origin)[0]
+        elif kind == "ice":
+            images[j] = apply_ctf(ice_projection(box, apix, mass, rng)[None], apix, ctf_row, origin)[0]
+        else:  # neighbour: placed by its own offset, not by the row's origin
+            projection = neighbour_projection(volume_spectrum, rotations[row], box, apix, rng)
+            images[j] = apply_ctf(projection[None], apix, ctf_row, None)[0]
     return images
 
 
