@@ -73,6 +73,21 @@ class RunningStats:
         header.rms = math.sqrt(max(self.total_sq / self.count - mean**2, 0.0))
 
 
+def read_junk_kinds(path: str | os.PathLike) -> pd.DataFrame | None:
+    """rlnImageName and junk kind of every row of a simulation's truth.star, or None when the file
+    has no junk-kind column (a truth file from elsewhere)."""
+    from cryoai.io.star import read_star
+
+    try:
+        blocks = read_star(path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable STAR file ({e}); give the simulation's truth.star") from None
+    table = blocks.get("particles")
+    if not isinstance(table, pd.DataFrame) or not {"rlnImageName", JUNK_KIND_COLUMN} <= set(table.columns):
+        return None
+    return table[["rlnImageName", JUNK_KIND_COLUMN]].reset_index(drop=True)
+
+
 def resample_map(volume: np.ndarray, apix_in: float, box: int, apix: float) -> np.ndarray:
     """Resample a map (z, y, x) to ``box`` voxels of ``apix`` Å about the centre voxel.
 
