@@ -113,6 +113,23 @@ def test_junk_images_differ_from_particles_as_their_kind_says(junk):
             assert (image[radius >= L // 4] ** 2).sum() > (image[radius < L // 4] ** 2).sum()
 
 
+def test_neighbours_in_true_particles_recorded(tmp_path):
+    """--neighbour-fraction 0.5 without noise: about half the (true) particles carry
+    cryoaiNeighbour 1 in truth.star; those images differ from the render at their pose mostly
+    near the edge, the others equal it."""
+    out = simulate(tmp_path / "nb", "--n", "40", "--seed", "8", "--neighbour-fraction", "0.5")
+    sim, t = read(out), truth(out)
+    flag = t["cryoaiNeighbour"].to_numpy() == 1
+    assert set(t["cryoaiJunkKind"]) == {"particle"} and 10 <= flag.sum() <= 30
+    extra = sim["images"] - clean_render(sim)
+    scale = np.abs(sim["images"]).max()
+    assert np.abs(extra[~flag]).max() < 1e-3 * scale
+    L = extra.shape[-1]
+    g = np.abs(np.arange(L) - L // 2)
+    edge = np.maximum.outer(g, g) >= L // 4
+    assert np.all((extra[flag][:, edge] ** 2).sum(1) > (extra[flag][:, ~edge] ** 2).sum(1))
+
+
 @pytest.mark.skipif(not ADK.is_file(), reason="shared/data/maps_models/adk_open_4AKE.pdb absent")
 def test_model_fragments_are_parts_of_the_atoms():
     """A fragment of 4AKE holds 25–60 % of the molecule's mass (the sum of its map)."""

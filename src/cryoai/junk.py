@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cryoai.geometry.grids import fft2_centered, freq_grid_2d, ifft2_centered
+from cryoai.geometry.rotations import random_rotations
 from cryoai.physics.ctf import CTFParams, ctf
 from cryoai.physics.image_model import modulate, render_images
 
@@ -89,3 +90,31 @@ def plane_fragments(volume: np.ndarray, k: int, rng: np.random.Generator) -> lis
         keep = 0.5 + 0.5 * np.sin(np.pi / 2 * np.clip(height / 2.0, -1.0, 1.0))
         parts.append((volume * keep).astype(np.float32))
     return parts
+
+
+def junk_images(kinds: np.ndarray, neighbours: np.ndarray, rows: np.ndarray, images: np.ndarray, volume_spectrum,
+                fragment_spectra: list, rotations: np.ndarray, ctf_params: CTFParams | None, origins: np.ndarray,
+                apix: float, mass: float, rng: np.random.Generator) -> np.ndarray:
+    """``images`` (a chunk of rows ``rows``) with each junk row replaced by its junk image (junk.py),
+    and a neighbour (another copy at a random pose) added to the particles flagged in ``neighbours``."""
+    box = images.shape[-1]
+    for j, row in enumerate(rows):
+        kind = kinds[row]
+        ctf_row = ctf_params[row : row + 1].to_torch(torch.float64) if ctf_params is not None else None
+        origin = torch.from_numpy(origins[row : row + 1])
+        if kind == "particle":
+            if neighbours[row]:
+                other = random_rotations(1, rng)[0]
+                projection = neighbour_projection(volume_spectrum, other, box, apix, rng)
+                images[j] += apply_ctf(projection[None], apix, ctf_row, None)[0]
+        elif kind == "empty":
+            images[j] = 0.0
+        elif kind == "fragment":
+            spectrum = fragment_spectra[int(rng.integers(len(fragment_spectra)))]
+            images[j] = render_images(spectrum, torch.from_numpy(rotations[row : row + 1]), box, apix, ctf_row, origin)[0].numpy()
+        elif kind == "ice":
+            images[j] = apply_ctf(ice_projection(box, apix, mass, rng)[None], apix, ctf_row, origin)[0]
+        else:  # neighbour: placed by its own offset, not by the row's origin
+            projection = neighbour_projection(volume_spectrum, rotations[row], box, apix, rng)
+            images[j] = apply_ctf(projection[None], apix, ctf_row, None)[0]
+    return images

@@ -32,13 +32,14 @@ from cryoai.io.mrc import write_map
 from cryoai.io.star import write_star
 from cryoai.physics.ctf import CTFParams
 from cryoai.physics.image_model import render_images
-from cryoai.junk import JUNK_KINDS, apply_ctf, assign_kinds, ice_projection, neighbour_projection, plane_fragments
+from cryoai.junk import JUNK_KINDS, assign_kinds, junk_images, plane_fragments
 from cryoai.physics.noise import coloured_noise, scaled_to_variance, sigma_for_snr, white_noise
 from cryoai.physics.slicing import fourier_map
 
 TRUTH_STAR = "truth.star"  # every row's truth: pose, origin, the CTF that made it, contrast, junk kind
 TRUTH_NOISE_SPECTRUM = "truth_noise_spectrum.txt"  # (shell, p) of coloured noise, physics/noise.py's convention
 JUNK_KIND_COLUMN = "cryoaiJunkKind"  # in truth.star: "particle", or a kind of junk.JUNK_KINDS
+NEIGHBOUR_COLUMN = "cryoaiNeighbour"  # in truth.star: 1 where a neighbour enters a true particle's box
 
 
 @dataclass
@@ -224,6 +225,7 @@ class Realism:
     preferred_view: tuple[float, float] | None = None  # (rot, tilt) in degrees
     preferred_fraction: float = 0.0  # fraction of rows viewed within preferred_spread_deg of it
     preferred_spread_deg: float = 20.0
+    neighbour_fraction: float = 0.0  # fraction of the true particles with a neighbour entering the box
 
 
 def bfactor_envelope(images: np.ndarray, apix: float, bfactor_A2: float) -> np.ndarray:
@@ -231,30 +233,6 @@ def bfactor_envelope(images: np.ndarray, apix: float, bfactor_A2: float) -> np.n
     box = images.shape[-1]
     s2 = (freq_grid_2d(box).to(torch.float64) / apix).square().sum(-1)
     return ifft2_centered(fft2_centered(torch.from_numpy(images.astype(np.float64))) * torch.exp(-bfactor_A2 * s2 / 4)).numpy()
-
-
-def junk_images(kinds: np.ndarray, rows: np.ndarray, images: np.ndarray, volume_spectrum, fragment_spectra: list,
-                rotations: np.ndarray, ctf_params: CTFParams | None, origins: np.ndarray, apix: float, mass: float,
-                rng: np.random.Generator) -> np.ndarray:
-    """``images`` (a chunk of rows ``rows``) with each junk row replaced by its junk image (junk.py)."""
-    box = images.shape[-1]
-    for j, row in enumerate(rows):
-        kind = kinds[row]
-        if kind == "particle":
-            continue
-        ctf_row = ctf_params[row : row + 1].to_torch(torch.float64) if ctf_params is not None else None
-        origin = torch.from_numpy(origins[row : row + 1])
-        if kind == "empty":
-            images[j] = 0.0
-        elif kind == "fragment":
-            spectrum = fragment_spectra[int(rng.integers(len(fragment_spectra)))]
-            images[j] = render_images(spectrum, torch.from_numpy(rotations[row : row + 1]), box, apix, ctf_row, origin)[0].numpy()
-        elif kind == "ice":
-            images[j] = apply_ctf(ice_projection(box, apix, mass, rng)[None], apix, ctf_row, origin)[0]
-        else:  # neighbour: placed by its own offset, not by the row's origin
-            projection = neighbour_projection(volume_spectrum, rotations[row], box, apix, rng)
-            images[j] = apply_ctf(projection[None], apix, ctf_row, None)[0]
-    return images
 
 
 def simulate(
@@ -309,6 +287,9 @@ def simulate(
         parts = real.fragments if real.fragments is not None else plane_fragments(volume, 8, extra)
         fragment_spectra = [fourier_map(torch.as_tensor(part), pad=2) for part in parts]
     mass = float(volume.sum())
+    neighbours = np.zeros(n, bool)
+    if real.neighbour_fraction > 0:
+        neighbours = (kinds == "particle") & (extra.random(n) < real.neighbour_fraction)
 
     noise_sigma = 0.0
     noise_psd = None
@@ -332,8 +313,8 @@ def simulate(
                         ctf_params[sl].to_torch(torch.float64) if use_ctf else None,
                         torch.from_numpy(origins[sl]),
                     ).numpy()
-                    if real.junk_fraction > 0 or real.bfactor_A2 > 0 or real.contrast_sd > 0:
-                        images = junk_images(kinds, np.arange(n)[sl], images, volume_spectrum, fragment_spectra,
+                    if real.junk_fraction > 0 or real.neighbour_fraction > 0 or real.bfactor_A2 > 0 or real.contrast_sd > 0:
+                        images = junk_images(kinds, neighbours, np.arange(n)[sl], images, volume_spectrum, fragment_spectra,
                                              rotations, ctf_params, origins, apix, mass, extra)
                         if real.bfactor_A2 > 0:
                             images = bfactor_envelope(images, apix, real.bfactor_A2)
@@ -383,6 +364,7 @@ def simulate(
     truth[STAR_CTF["bfactor_A2"]] = real.bfactor_A2
     truth["rlnCtfScalefactor"] = contrast
     truth[JUNK_KIND_COLUMN] = kinds.astype(str)
+    truth[NEIGHBOUR_COLUMN] = neighbours.astype(int)
     write_star(out / TRUTH_STAR, {"optics": optics, "particles": truth})
     if noise_psd is not None:
         with atomic_path(out / TRUTH_NOISE_SPECTRUM) as tmp:

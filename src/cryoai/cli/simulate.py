@@ -39,6 +39,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--junk-kinds", default="ice,empty,fragment,neighbour",
                       help="kinds of junk, drawn uniformly: ice (blob clusters), empty (noise only), fragment "
                            "(part of the molecule), neighbour (a copy entering at the box edge)")
+    real.add_argument("--neighbour-fraction", type=float, default=0.0,
+                      help="fraction of the true particles with a second copy entering at the box edge (default 0)")
     real.add_argument("--bfactor", type=float, default=0.0, help="envelope exp(−B s²/4) on every image, B in Å² (default 0)")
     real.add_argument("--contrast-sd", type=float, default=0.0,
                       help="per-particle amplitude scale 1 + S·N(0,1), clipped positive (default 0)")
@@ -101,7 +103,7 @@ def realism(args: argparse.Namespace, volume):
     kinds = tuple(k.strip() for k in args.junk_kinds.split(",") if k.strip())
     if not kinds or any(k not in JUNK_KINDS for k in kinds):
         raise InputError(f"--junk-kinds {args.junk_kinds}: choose among {','.join(JUNK_KINDS)}")
-    for name in ("junk_fraction", "preferred_fraction"):
+    for name in ("junk_fraction", "preferred_fraction", "neighbour_fraction"):
         if not 0 <= getattr(args, name) <= 1:
             raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)}: give a fraction in [0, 1]")
     for name in ("bfactor", "contrast_sd", "defocus_error_A", "preferred_spread_deg"):
@@ -122,7 +124,8 @@ def realism(args: argparse.Namespace, volume):
     return Realism(junk_fraction=args.junk_fraction, junk_kinds=kinds, fragments=fragments, bfactor_A2=args.bfactor,
                    contrast_sd=args.contrast_sd, noise_psd=noise_shape(args.noise_spectrum, args.box, args.apix),
                    defocus_error_A=args.defocus_error_A, preferred_view=view,
-                   preferred_fraction=args.preferred_fraction, preferred_spread_deg=args.preferred_spread_deg)
+                   preferred_fraction=args.preferred_fraction, preferred_spread_deg=args.preferred_spread_deg,
+                   neighbour_fraction=args.neighbour_fraction)
 
 
 def main(args: argparse.Namespace) -> int:
