@@ -95,7 +95,7 @@ def plane_fragments(volume: np.ndarray, k: int, rng: np.random.Generator) -> lis
 def junk_images(kinds: np.ndarray, neighbours: np.ndarray, rows: np.ndarray, images: np.ndarray, volume_spectrum,
                 fragment_spectra: list, rotations: np.ndarray, ctf_params: CTFParams | None, origins: np.ndarray,
                 apix: float, mass: float, rng: np.random.Generator) -> np.ndarray:
-    """``images`` (a chunk of rows ``rows``) with each junk row replaced by its junk image (junk.py),
+    """``images`` (a chunk of rows ``rows``) with each junk row replaced by the image of its kind,
     and a neighbour (another copy at a random pose) added to the particles flagged in ``neighbours``."""
     box = images.shape[-1]
     for j, row in enumerate(rows):
