@@ -17,7 +17,7 @@ LAYERS = {
     "__main__": 7, "cli": 6,
     "train": 5, "report": 5,
     "eval": 4, "data": 4, "simulate": 4,
-    "models": 3, "losses": 3, "phantom": 3,
+    "models": 3, "losses": 3, "phantom": 3, "junk": 3,
     "physics": 2,
     "io": 1, "geometry": 1, "conventions": 1,
     "errors": 0, "__init__": 0,

@@ -8,6 +8,8 @@ truth map (--symmetry) to the nearest of its symmetry-equivalent poses. Origins 
 compared as they are (rotating or mirroring the map changes no image). With --map and
 --truth-map the predicted map is aligned onto the truth (initialised from the pose
 registration, plus a global search) and the FSC = 0.5 / 0.143 resolutions are reported.
+Junk rows are left out of the pose errors when a simulation's truth.star (its junk kinds) sits
+beside the --truth or the poses STAR, or is given with --junk-truth; their number is reported.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="point group of the truth map, RELION's convention (Cn about z, Dn adds a two-fold about x); default C1")
     parser.add_argument("--mask", default=None, help="FSC mask: auto | sphere | MASK.mrc (default: none)")
     parser.add_argument("--apix", type=float, default=None, help="pixel size in Å (overrides the metadata)")
+    parser.add_argument("--junk-truth", default=None,
+                        help="a simulation's truth.star whose junk rows to leave out (default: a truth.star beside "
+                             "--truth or the poses, when there is one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -49,11 +54,25 @@ def main(args: argparse.Namespace) -> int:
         if ps.rotations is None:
             raise InputError(f"{what}: no poses (rlnAngleRot/Tilt/Psi or alignments3D/pose); give a file with poses")
     ip, it = match_particles(particle_keys(pred), particle_keys(truth), args.poses, args.truth)
+    junk_file, n_junk = None, 0
+    kinds = _junk_kinds(args)
+    if kinds is not None:
+        junk_file, table = kinds
+        jt, jk = match_particles(particle_keys(truth), table["rlnImageName"].astype(str).str.strip(),
+                                 args.truth, junk_file)
+        is_junk = np.zeros(len(truth), bool)
+        is_junk[jt] = table.iloc[jk, 1].to_numpy() != "particle"
+        keep = ~is_junk[it]
+        n_junk = int((~keep).sum())
+        ip, it = ip[keep], it[keep]
+        if len(ip) == 0:
+            raise InputError(f"{junk_file}: every matched particle is junk; no pose to evaluate")
     origins = pred.origins_A is not None and truth.origins_A is not None
     metrics = evaluate_poses(pred.rotations[ip], truth.rotations[it],
                              pred.origins_A[ip] if origins else None, truth.origins_A[it] if origins else None,
                              truth.apix, symmetry=args.symmetry)
-    metrics.update(n_predicted=len(pred), n_truth=len(truth), apix=truth.apix)
+    metrics.update(n_predicted=len(pred), n_truth=len(truth), apix=truth.apix,
+                   n_junk_excluded=n_junk, junk_truth=None if junk_file is None else str(junk_file))
     if args.map is not None:
         from cryoai.eval.compare import compare_maps, load_map_pair
 
@@ -73,10 +92,34 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _junk_kinds(args: argparse.Namespace):
+    """(truth.star path, its rlnImageName and junk kind table), or None when no junk truth applies."""
+    from pathlib import Path
+
+    from cryoai.simulate import TRUTH_STAR, read_junk_kinds
+
+    if args.junk_truth is not None:
+        if not Path(args.junk_truth).is_file():
+            raise InputError(f"--junk-truth {args.junk_truth}: no such file; give the simulation's truth.star")
+        table = read_junk_kinds(args.junk_truth)
+        if table is None:
+            raise InputError(f"--junk-truth {args.junk_truth}: no junk-kind column; give the truth.star of cryoai simulate")
+        return Path(args.junk_truth), table
+    for star in (args.truth, args.poses):
+        candidate = Path(star).with_name(TRUTH_STAR)
+        if candidate.is_file():
+            table = read_junk_kinds(candidate)
+            if table is not None:
+                return candidate, table
+    return None
+
+
 def _print_report(m: dict, args: argparse.Namespace) -> None:
     G = np.asarray(m["rotation"])
     angle = np.rad2deg(np.arccos(np.clip((np.trace(G) - 1) / 2, -1, 1)))
     print(f"matched {m['n_particles']} particles ({m['n_predicted']} in {args.poses}, {m['n_truth']} in {args.truth})")
+    if m["junk_truth"] is not None:
+        print(f"excluded {m['n_junk_excluded']} junk particles (kinds from {m['junk_truth']})")
     print(f"registration: symmetry {m['symmetry']}, hand {m['hand']}, global rotation {angle:.1f}°, "
           f"fitted on {100 * m['inlier_fraction']:.1f}% inliers")
     print(f"rotation error: median {m['rot_median_deg']:.2f}°, mean {m['rot_mean_deg']:.2f}°, "

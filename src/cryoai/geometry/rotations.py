@@ -70,6 +70,27 @@ def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     return roma.unitquat_to_rotmat(torch.from_numpy(q)).numpy()
 
 
+def viewing_direction(A) -> np.ndarray:
+    """Unit vector (..., 3) along which pose A projects the map: Aᵀ·e_z, the third row of A,
+    (sin tilt cos rot, sin tilt sin rot, cos tilt)."""
+    return np.asarray(A, dtype=np.float64)[..., 2, :]
+
+
+def rotations_near_view(n: int, rot_deg: float, tilt_deg: float, spread_deg: float,
+                        rng: np.random.Generator) -> np.ndarray:
+    """``n`` poses (n, 3, 3) whose viewing directions are uniform on the spherical cap of
+    half-angle ``spread_deg`` about the direction (rot, tilt), with in-plane angles uniform."""
+    centre = euler_to_matrix(rot_deg, tilt_deg, 0.0)
+    cos_theta = rng.uniform(np.cos(np.deg2rad(spread_deg)), 1.0, n)
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    sin_theta = np.sqrt(1.0 - cos_theta**2)
+    local = np.stack([sin_theta * np.cos(phi), sin_theta * np.sin(phi), cos_theta], -1)
+    d = local @ centre  # centre's rows are an orthonormal frame whose third row is the direction
+    tilt = np.rad2deg(np.arccos(np.clip(d[:, 2], -1.0, 1.0)))
+    rot = np.rad2deg(np.arctan2(d[:, 1], d[:, 0]))
+    return euler_to_matrix(rot, tilt, rng.uniform(-180.0, 180.0, n))
+
+
 def geodesic_distance_deg(A, B) -> np.ndarray:
     """Angle in degrees of the rotation taking A to B, elementwise over leading dims."""
     A = np.asarray(A, dtype=np.float64)
