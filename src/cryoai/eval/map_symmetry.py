@@ -1,0 +1,63 @@
+"""Symmetrising a map over a point group, and how symmetric a map is about a given orientation.
+
+Maps are (z, y, x) arrays rotated about the centre voxel L/2 as in :mod:`cryoai.eval.align`
+(``transform_map(vol, G)(u) = vol(Gᵀu)``). A point group in orientation F (a rotation, "the
+frame") has the operators F·S·Fᵀ, S from :func:`cryoai.geometry.symmetry.point_group`: F = I is
+RELION's standard orientation, and a map V0 symmetric there turned by F, V(u) = V0(Fᵀu), is
+symmetric in frame F.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cryoai.eval.align import _rotate_batch, transform_map
+from cryoai.geometry.symmetry import point_group
+
+
+def frame_operators(symbol: str, frame: np.ndarray | None = None) -> np.ndarray:
+    """The group's rotations F·S·Fᵀ (K, 3, 3) in orientation ``frame`` (default: RELION's)."""
+    ops = point_group(symbol)
+    if frame is None:
+        return ops
+    F = np.asarray(frame, dtype=np.float64)
+    return F @ ops @ F.T
+
+
+def symmetrise_map(vol: np.ndarray, symbol: str, frame: np.ndarray | None = None) -> np.ndarray:
+    """The average of the map rotated by each operator of the group (in orientation ``frame``),
+    float32: out(u) = (1/K) Σₖ vol(Sₖᵀu). Trilinear interpolation; 0 outside the box."""
+    v = torch.as_tensor(np.asarray(vol, dtype=np.float32))
+    out = torch.zeros_like(v)
+    ops = torch.as_tensor(frame_operators(symbol, frame), dtype=torch.float32)
+    for s in range(0, len(ops), 8):  # a few rotated copies at a time bound the memory
+        out += _rotate_batch(v, ops[s : s + 8]).sum(0)
+    return (out / len(ops)).numpy()
+
+
+def _sphere(box: int) -> np.ndarray:
+    """Voxels within radius box/2 − 1 of the centre: where rotated copies are all defined."""
+    i = np.arange(box) - box // 2
+    z, y, x = np.meshgrid(i, i, i, indexing="ij")
+    return x**2 + y**2 + z**2 <= (box / 2 - 1) ** 2
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two maps over the sphere of radius box/2 − 1."""
+    inside = _sphere(a.shape[0])
+    x, y = a[inside] - a[inside].mean(), b[inside] - b[inside].mean()
+    return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-30))
+
+
+def symmetry_score(vol: np.ndarray, symbol: str, frame: np.ndarray | None = None) -> float:
+    """The correlation of a map with its symmetrised copy (group ``symbol`` in orientation
+    ``frame``), over the sphere of radius box/2 − 1: 1 for a map with that symmetry; for a map
+    without, about 1/√K (K the group's order) above the map's own smoothness."""
+    return correlation(np.asarray(vol, dtype=np.float32), symmetrise_map(vol, symbol, frame))
+
+
+def rotate_to_standard(vol: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """A map symmetric in orientation F, turned onto the group's standard orientation:
+    out(u) = vol(F·u) (the rotation R = Fᵀ applied to the map)."""
+    return transform_map(vol, np.asarray(frame, dtype=np.float64).T)
