@@ -36,24 +36,36 @@ def symmetrise_map(vol: np.ndarray, symbol: str, frame: np.ndarray | None = None
     return (out / len(ops)).numpy()
 
 
-def _sphere(box: int) -> np.ndarray:
-    """Voxels within radius box/2 − 1 of the centre: where rotated copies are all defined."""
+def _sphere_shells(box: int) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels within radius box/2 − 1 of the centre (where rotated copies are all defined) and
+    each one's shell (radius rounded to a voxel)."""
     i = np.arange(box) - box // 2
     z, y, x = np.meshgrid(i, i, i, indexing="ij")
-    return x**2 + y**2 + z**2 <= (box / 2 - 1) ** 2
+    r = np.sqrt(x**2 + y**2 + z**2)
+    inside = r <= box / 2 - 1
+    return inside, np.round(r[inside]).astype(int)
 
 
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two maps over the sphere of radius box/2 − 1."""
-    inside = _sphere(a.shape[0])
-    x, y = a[inside] - a[inside].mean(), b[inside] - b[inside].mean()
+    """Correlation of two maps' departures from spherical symmetry: over the sphere of radius
+    box/2 − 1, each map less its own mean over each shell of constant radius. The radial profile
+    is unchanged by every rotation, so leaving it in would make any map look a little symmetric
+    under any group (a ring or a cage most of all)."""
+    inside, shell = _sphere_shells(a.shape[0])
+    count = np.bincount(shell)
+
+    def departures(v):
+        v = np.asarray(v, dtype=np.float64)[inside]
+        return v - (np.bincount(shell, v) / count)[shell]
+
+    x, y = departures(a), departures(b)
     return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-30))
 
 
 def symmetry_score(vol: np.ndarray, symbol: str, frame: np.ndarray | None = None) -> float:
-    """The correlation of a map with its symmetrised copy (group ``symbol`` in orientation
-    ``frame``), over the sphere of radius box/2 − 1: 1 for a map with that symmetry; for a map
-    without, about 1/√K (K the group's order) above the map's own smoothness."""
+    """The correlation (``correlation``: the spherical average removed) of a map with its
+    symmetrised copy, group ``symbol`` in orientation ``frame``: 1 for a map with that
+    symmetry; for a map without, about 1/√K (K the group's order) plus the map's smoothness."""
     return correlation(np.asarray(vol, dtype=np.float32), symmetrise_map(vol, symbol, frame))
 
 
