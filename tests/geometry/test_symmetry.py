@@ -104,3 +104,23 @@ def test_symmetrised_map_equals_relions(symbol, tmp_path):
     # the same group turned by 45° about z (or about x for C4) is told apart
     turn = axis_rotation((1.0, 0.0, 0.0) if symbol == "C4" else (0.0, 0.0, 1.0), np.pi / 4)
     assert corr(relion, symmetrise_map(vol, symbol, frame=turn)) < 0.9
+
+
+@pytest.mark.parametrize("symbol", ["C6", "D3", "O"])
+def test_poses_in_the_asymmetric_unit_are_equivalent_and_fill_relions_wedge(symbol):
+    from cryoai.geometry.rotations import matrix_to_euler, random_rotations
+    from cryoai.geometry.symmetry import to_asymmetric_unit
+
+    A = random_rotations(500, np.random.default_rng(2))
+    B = to_asymmetric_unit(A, symbol)
+    S = np.swapaxes(A, 1, 2) @ B  # Aᵀ·B must be some Sᵀ
+    ops = np.swapaxes(point_group(symbol), 1, 2)
+    assert (np.abs(S[:, None] - ops[None]).max(axis=(2, 3)) < 1e-9).any(axis=1).all()
+    np.testing.assert_allclose(to_asymmetric_unit(B, symbol), B, atol=1e-12)  # already there
+    rot, tilt, _ = matrix_to_euler(B)
+    kind, n = parse_symmetry(symbol)
+    if kind in "CD":
+        assert ((rot % 360) < 360 / n + 1e-6).all()
+        assert kind == "C" or (tilt <= 90 + 1e-6).all()
+    else:  # the unit is 1/24 of the sphere of views
+        assert len(np.unique(np.round(np.swapaxes(A, 1, 2) @ B, 6).reshape(500, -1), axis=0)) > 12

@@ -120,3 +120,26 @@ def group_order(symbol: str) -> int:
     """The number of rotations in the group (1 for C1)."""
     kind, n = parse_symmetry(symbol)
     return {"C": n, "D": 2 * n, "T": 12, "O": 24}.get(kind, 60)
+
+
+def reference_view(symbol: str) -> np.ndarray:
+    """The view direction (x, y, z) the asymmetric unit is centred on. Cn, Dn: azimuth 180°/n,
+    tilt 45°, so the unit is RELION's: rot in [0, 360°/n), and for Dn tilt in [0, 90°]. T, O, I: a
+    direction on no symmetry axis (the unit is then the views nearer to it than to its copies)."""
+    kind, n = parse_symmetry(symbol)
+    if kind in ("C", "D"):
+        phi, theta = np.pi / n, np.pi / 4
+    else:
+        phi, theta = np.deg2rad(17.0), np.deg2rad(11.0)
+    return np.array([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)])
+
+
+def to_asymmetric_unit(poses: np.ndarray, symbol: str) -> np.ndarray:
+    """Each pose A (N, 3, 3), RELION's matrix, replaced by its equivalent A·Sᵀ whose view direction
+    (its third row, (A·Sᵀ)[2] = S·A[2]) lies nearest ``reference_view``: the poses RELION would
+    report for a map with this symmetry (the same images; see ``cryoai.eval.poses``)."""
+    A = np.asarray(poses, dtype=np.float64)
+    ops = point_group(symbol)
+    views = np.einsum("kij,nj->nki", ops, A[:, 2])  # S·A[2]
+    best = np.argmax(views @ reference_view(symbol), axis=1)
+    return A @ np.swapaxes(ops[best], 1, 2)
