@@ -48,3 +48,9 @@ def test_check_finds_the_c6_of_a_turned_ring():
     assert min(scores["C2"], scores["C3"], scores["C6"]) > 0.9
     assert max(scores["C4"], scores["C5"]) < 0.6
     assert scores["D6"] < 0.9
+
+
+def test_a_map_smaller_than_the_coarse_box_is_searched():
+    v = transform_map(symmetric_phantom(16, "C4", seed=2), TURN)
+    _, fit = align_symmetry(v, "C4")
+    assert np.rad2deg(np.arccos(abs(fit.frame[:, 2] @ TURN[:, 2]))) < 5.0

@@ -161,6 +161,7 @@ def coarse_frames(vol: np.ndarray, symbol: str, step_deg: float, n_candidates: i
     less the frames the group makes equivalent."""
     kind, n = parse_symmetry(symbol)
     small = np.asarray(vol, dtype=np.float32)
+    box = min(box, small.shape[0])
     if kind in ("C", "D") and n >= 2:
         frames = axis_frames(step_deg)
         s = _SelfMatch(small, box, res_px, f"C{n}", chunk=256)(frames)
