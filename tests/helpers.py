@@ -43,3 +43,15 @@ def correlations(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a - a.mean(axis=(1, 2), keepdims=True)
     b = b - b.mean(axis=(1, 2), keepdims=True)
     return (a * b).sum((1, 2)) / np.sqrt((a * a).sum((1, 2)) * (b * b).sum((1, 2)))
+
+
+def symmetric_phantom(box: int, symbol: str, seed: int = 7, offset=(0.22, 0.1, 0.08)) -> np.ndarray:
+    """A map with point-group symmetry ``symbol`` in RELION's orientation: a small phantom
+    subunit moved off the centre by ``offset`` (x, y, z, in boxes), then symmetrised, so the
+    copies sit apart as in a ring or a cage (a centred blob would look symmetric under any group)."""
+    from cryoai.eval.map_symmetry import symmetrise_map
+
+    sub = phantom_map(box, 1.0, seed=seed, radius_fraction=0.12)
+    shift = [int(round(o * box)) for o in offset]
+    sub = np.roll(sub, (shift[2], shift[1], shift[0]), axis=(0, 1, 2))
+    return symmetrise_map(sub, symbol)

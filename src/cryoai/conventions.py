@@ -14,4 +14,8 @@
 - STAR image indices are 1-based (``3@stack.mrcs``); cryoSPARC ``blob/idx`` is 0-based.
 - cryoSPARC poses: A = expmap(alignments3D/pose)ᵀ; alignments3D/shift is RELION's origin in px.
 - Hand: the mirror V'(x, y, z) = V(x, y, −z) has poses J·A·J with J = diag(1, 1, −1).
+- Point groups: RELION's names and orientations (Cn about z, Dn with a two-fold on x, T, O,
+  I = I2, I1…I4; ``geometry/symmetry.py``, checked against ``relion_refine --print_symmetry_ops``).
+  A map with V(S·u) = V(u) gives the same image at poses A and A·Sᵀ; reported poses are the
+  equivalent in RELION's asymmetric unit (Cn: rot in [0, 360°/n); Dn: and tilt ≤ 90°).
 """

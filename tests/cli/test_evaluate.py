@@ -179,6 +179,6 @@ def test_evaluate_rejects_an_unknown_point_group(tmp_path, capsys):
 
     star = tmp_path / "p.star"
     star.write_text("data_\nloop_\n_rlnImageName\n1@x.mrcs\n")
-    assert cli(["evaluate", str(star), "--truth", str(star), "--symmetry", "I3"]) == 2
+    assert cli(["evaluate", str(star), "--truth", str(star), "--symmetry", "I5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "symmetry 'I3'" in err[0] and "Cn or Dn" in err[0]
+    assert len(err) == 1 and "symmetry 'I5'" in err[0] and "Cn or Dn" in err[0]

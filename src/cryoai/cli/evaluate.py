@@ -28,7 +28,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map", default=None, help="predicted map (MRC); needs --truth-map")
     parser.add_argument("--truth-map", default=None, help="ground-truth map (MRC), same box and voxel size")
     parser.add_argument("--symmetry", default="C1",
-                        help="point group of the truth map, RELION's convention (Cn about z, Dn adds a two-fold about x); default C1")
+                        help="point group of the truth map in RELION's orientation: Cn (about z), Dn (adds a two-fold about x), T, O, "
+                             "I (= I2), I1…I4; default C1")
     parser.add_argument("--mask", default=None, help="FSC mask: auto | sphere | MASK.mrc (default: none)")
     parser.add_argument("--apix", type=float, default=None, help="pixel size in Å (overrides the metadata)")
     parser.add_argument("--junk-truth", default=None,

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "fsc": "cryoai.cli.fsc",
     "evaluate": "cryoai.cli.evaluate",
     "flip-hand": "cryoai.cli.flip_hand",
+    "align-symmetry": "cryoai.cli.align_symmetry",
     "report": "cryoai.cli.report",
 }
 

@@ -60,6 +60,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-box", type=int, help="Fourier-crop images to this box for training")
     parser.add_argument("--volume", choices=["voxel", "fouriernet"], help="volume model (default voxel)")
     parser.add_argument("--loss", choices=["symmetric", "l2"], help="default symmetric")
+    parser.add_argument("--symmetry", help="point group (RELION's: Cn, Dn, T, O, I): after the C1 training the finish "
+                                           "finds its axes, reconstructs symmetrised and writes the map and the poses "
+                                           "(asymmetric unit) in RELION's orientation; default C1")
     parser.add_argument("--no-warm-start", action="store_true",
                         help="no projection-matching warm start: encoder and volume learn from scratch (with "
                              "--volume fouriernet, the closest to cryoAI's published method)")
@@ -103,17 +106,23 @@ FIXED_OPTIONS = {"train_box": "--train-box", "volume": "--volume", "loss": "--lo
 def apply_options(cfg, args: argparse.Namespace, n_particles: int, box: int):
     """``cfg`` (a TrainConfig) with the options given on the command line applied, the boxes
     fitted to the images' ``box``."""
+    from cryoai.geometry.symmetry import parse_symmetry
     from cryoai.train.config import fit_to_box
 
     given = {"batch_size": args.batch_size, "train_box": args.train_box, "volume": args.volume, "loss": args.loss,
              "seed": args.seed, "max_minutes": args.max_minutes, "invert": args.invert or None,
              "workers": args.workers, "precision": args.precision, "compile": args.compile or None,
-             "warm_start": False if args.no_warm_start else None, "steps": args.steps}
+             "warm_start": False if args.no_warm_start else None, "steps": args.steps,
+             "symmetry": getattr(args, "symmetry", None)}
     for key, value in given.items():
         if value is not None:
             setattr(cfg, key, value)
     if args.epochs is not None and args.steps is None:
         cfg.steps = max(1, int(args.epochs * n_particles / cfg.batch_size))
+    try:
+        parse_symmetry(cfg.symmetry)
+    except ValueError as e:
+        raise InputError(f"--symmetry: {e}") from None
     return fit_to_box(cfg, box)
 
 

@@ -20,30 +20,15 @@ fitted here).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import roma
 import torch
 
+from cryoai.geometry.symmetry import point_group
+
 J = np.diag([1.0, 1.0, -1.0])
-
-
-def point_group(symbol: str) -> np.ndarray:
-    """The rotations (K, 3, 3) of point group ``symbol`` in RELION's convention: Cn, n-fold
-    about z; Dn, Cn and n two-fold axes in the xy plane, one along x. C1: the identity."""
-    m = re.fullmatch(r"([CD])(\d+)", symbol.strip().upper())
-    if not m or int(m.group(2)) < 1:
-        raise ValueError(f"symmetry {symbol!r}: give Cn or Dn (n ≥ 1), e.g. C1, C6, D3")
-    n = int(m.group(2))
-    a = 2 * np.pi * np.arange(n) / n
-    c, s = np.cos(a), np.sin(a)
-    cn = np.zeros((n, 3, 3))
-    cn[:, 0, 0], cn[:, 0, 1], cn[:, 1, 0], cn[:, 1, 1], cn[:, 2, 2] = c, -s, s, c, 1.0
-    if m.group(1) == "C":
-        return cn
-    return np.concatenate([cn, np.diag([1.0, -1.0, -1.0]) @ cn])  # the two-fold about x, times Cn
 
 
 @dataclass
@@ -108,7 +93,7 @@ def register_rotations(
     """The global rotation G and hand that best map predicted poses onto the true ones.
 
     ``pred`` and ``truth`` are (N, 3, 3) RELION matrices of the same particles; ``symmetry``
-    the point group of the true map (``point_group``). Each hand is fitted robustly (outliers
+    the point group of the true map (``cryoai.geometry.symmetry.point_group``: Cn, Dn, T, O, I). Each hand is fitted robustly (outliers
     are expected in ab initio poses); the hand with the lower median error wins.
     """
     pred = np.asarray(pred, dtype=np.float64)

@@ -7,7 +7,7 @@ import torch
 
 from cryoai.geometry.grids import fft3_centered, ifft3_centered, radius_grid_3d
 from cryoai.physics.shifts import origin_phase
-from cryoai.physics.slicing import slice_coordinates
+from cryoai.physics.slicing import sample_grid, slice_coordinates
 
 
 def _splat(grid: torch.Tensor, index_xyz: torch.Tensor, values: torch.Tensor) -> None:
@@ -80,6 +80,34 @@ def backproject(
         _splat(accumulated, idx, torch.stack([values.real, values.imag, den], -1))
     numerator = numerator + torch.complex(accumulated[..., 0], accumulated[..., 1])
     return numerator, denominator + accumulated[..., 2]
+
+
+def symmetrise_sums(
+    numerator: torch.Tensor, denominator: torch.Tensor, operators: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Back-projected sums (``backproject``) as if each image had also been inserted at every
+    pose equivalent under a point group: Σ_S N(Sᵀq) and Σ_S D(Sᵀq) over the operators S (K, 3, 3)
+    (e.g. ``cryoai.geometry.symmetry.point_group``, the identity among them).
+
+    For a map with V(S·u) = V(u), an image at pose A is also an image at A·Sᵀ, whose slice sits
+    at S·q for each q of A's slice; so inserting it there puts N(q) at S·q, which is reading the
+    sums at Sᵀ·q. The grids are read trilinearly about the centre index D//2 (frequencies that
+    turn outside the grid read 0); the sums, not the mean, keep the weights of K insertions, so
+    the Wiener term (``wiener_reconstruct``) is what the expanded data set would give.
+    """
+    size = numerator.shape[0]
+    i = torch.arange(size, dtype=torch.float32) - size // 2
+    z, y, x = torch.meshgrid(i, i, i, indexing="ij")
+    q = torch.stack([x, y, z], dim=-1).reshape(-1, 3)
+    both = torch.complex(numerator.real.to(torch.float32), numerator.imag.to(torch.float32))
+    weights = torch.complex(denominator.to(torch.float32), torch.zeros_like(denominator, dtype=torch.float32))
+    num = torch.zeros(size**3, dtype=torch.complex64)
+    den = torch.zeros(size**3)
+    for S in operators.to(torch.float32):
+        index = q @ S + size // 2  # rows qᵀ·S = (Sᵀq)ᵀ, as (x, y, z) indices
+        num += sample_grid(both, index)
+        den += sample_grid(weights, index).real
+    return num.view(size, size, size), den.view(size, size, size)
 
 
 def shell_index(size: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cryoai.physics.backprojection import backproject, reconstruct_in_box
+from cryoai.physics.backprojection import backproject, reconstruct_in_box, symmetrise_sums
 from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
 from cryoai.data.training_data import TrainingData
@@ -41,11 +41,12 @@ class PoseSettings:
 
 
 def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
-                oversample: int, workers: int = 0) -> torch.Tensor:
+                oversample: int, workers: int = 0, operators: torch.Tensor | None = None) -> torch.Tensor:
     """A direct Fourier reconstruction (oversampled grid) of ``rows`` at the given poses:
     one streaming pass of back-projection, Wiener-regularised, confined to the box.
     Under torchrun each rank back-projects its share of the rows and the sums are added up.
-    ``workers`` processes read the next batches meanwhile (``batches``)."""
+    ``workers`` processes read the next batches meanwhile (``batches``). With point-group
+    ``operators`` (K, 3, 3) the sums are symmetrised over them (``symmetrise_sums``)."""
     box = data.train_box
     idx, freqs = loss_frequencies(box, box // 2)
     share = dist.shard_range(len(rows))
@@ -57,6 +58,8 @@ def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, o
         into = backproject(b.spectra.reshape(len(b.indices), -1)[:, idx], rotations[start : start + 256], freqs,
                            box, c, origins_px[start : start + 256], oversample=oversample, into=into)
     dist.sum_tensors(*into)
+    if operators is not None:
+        into = symmetrise_sums(*into, operators)
     return reconstruct_in_box(*into, box, 0.05)
 
 

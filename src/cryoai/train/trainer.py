@@ -258,8 +258,18 @@ class Trainer:
         rot, origin = final_map_and_poses(self.encoder, self.volume, self.data, self.pose_settings(),
                                           self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
                                           write_round, run.log)
+        turned = None
+        if self.cfg.symmetry.strip().upper() != "C1":  # poses and map written in RELION's orientation
+            from cryoai.train.symmetric_finish import symmetric_finish
+
+            (rot, origin), turned, R = symmetric_finish(self.encoder, self.volume, self.data, (rot, origin),
+                                                        self.pose_settings(), self.cfg.symmetry, log=run.log)
+            run.log(f"symmetry {self.cfg.symmetry}: map and poses turned by R = {np.round(R, 5).tolist()} (poses A·Rᵀ)")
         if main:
-            self.write_volume(run.path / "volume.mrc")
+            if turned is None:
+                self.write_volume(run.path / "volume.mrc")
+            else:
+                write_map(run.path / "volume.mrc", turned, self.data.apix)
             write_particle_files(run.path / "particles.star", self.particles, rot, origin)  # + particles.cs for .cs input
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
