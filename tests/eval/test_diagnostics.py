@@ -56,6 +56,8 @@ def test_view_coverage_uniform_passes_one_view_and_a_great_circle_warn():
     assert one.verdict == dg.WARN and one.value < 0.05, one
     ring = dg.view_coverage(euler_to_matrix(rng.uniform(-180, 180, 3000), np.full(3000, 90.0), rng.uniform(-180, 180, 3000)))
     assert ring.verdict == dg.WARN, ring
+    few = dg.view_coverage(random_rotations(120, rng))  # 12 bins, not 100 mostly empty ones
+    assert few.verdict == dg.PASS and few.value > 0.85 and "of 12 " in few.explanation, few
 
 
 def test_fibonacci_directions_are_unit_and_balanced():

@@ -34,7 +34,8 @@ MAX_ANISOTROPIC_RES_PX = 8.0  # FSC 0.143 of the half maps without their spheric
 MIN_VIEW_COVERAGE = 0.5  # effective fraction of the sphere's direction bins in use
 MAX_POSE_CHANGE_DEG = 10.0  # median angle between the encoder's pose and the refined one
 MIN_SCORE_SEPARATION = 0.8  # Otsu between-group variance fraction of the figure of merit
-VIEW_BINS = 100  # directions on a Fibonacci sphere, each bin ~ 410 square degrees (~ 23° across)
+VIEW_BINS = 100  # directions on a Fibonacci sphere, each bin ~ 410 square degrees (~ 23° across) …
+VIEWS_PER_BIN = 20  # … or fewer bins, so that a uniform set fills each with this many on average
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,11 @@ def fibonacci_directions(n: int) -> np.ndarray:
 
 def view_coverage(rotations: np.ndarray, bins: int = VIEW_BINS, min_fraction: float = MIN_VIEW_COVERAGE) -> Diagnostic:
     """Warn when the viewing directions use less than ``min_fraction`` of ``bins`` equal-area
-    bins, counted as exp(entropy)/bins of the bin occupancies (1: uniform, 1/bins: one view)."""
+    bins, counted as exp(entropy)/bins of the bin occupancies (1: uniform, 1/bins: one view).
+    Fewer bins for few particles (``VIEWS_PER_BIN`` each, at least 12), so that counting noise
+    alone does not empty bins."""
     d = np.asarray(rotations, dtype=np.float64)[:, 2, :]
+    bins = int(np.clip(len(d) // VIEWS_PER_BIN, 12, bins))
     nearest = np.argmax(d @ fibonacci_directions(bins).T, axis=1)
     p = np.bincount(nearest, minlength=bins) / len(d)
     p = p[p > 0]

@@ -107,8 +107,6 @@ def record_verdict(run: RunDir, maps: tuple[np.ndarray, np.ndarray], apix: float
                 "unreliable (see the top of report.html)", always_print=True)
     else:
         run.log("final check: no check warns (half-map resolution, non-spherical agreement, views, poses)")
-    run.metrics({"stage": "final_check", "verdict": verdict, "res_0.143_A": res_A, "res_0.143_px": res_px,
-                 **{c.name: c.value for c in checks}})
     return record
 
 
