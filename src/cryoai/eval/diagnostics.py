@@ -57,14 +57,20 @@ class Diagnostic:
         return asdict(self)
 
 
-def half_map_resolution(res_px: float, box: int, max_px: float = MAX_HALF_MAP_RES_PX) -> Diagnostic:
+def half_map_resolution(res_px: float, box: int, max_px: float = MAX_HALF_MAP_RES_PX, shared: bool = True) -> Diagnostic:
     """Warn when the half-map FSC drops below 0.143 at a resolution coarser than ``max_px``
-    pixels (Nyquist is 2 px; ``res_px`` inf: below 0.143 from the first shell)."""
+    pixels (Nyquist is 2 px; ``res_px`` inf: below 0.143 from the first shell). ``shared``: the
+    halves share one refinement, so a pass only rules out random poses (said in the sentence)."""
     ok = res_px <= max_px
     shell = box / res_px if np.isfinite(res_px) and res_px > 0 else 0.0
-    text = (f"the half maps agree to {res_px:.1f} px (shell {shell:.1f} of {box // 2})"
-            + (", far enough towards Nyquist (2 px)." if ok else
-               f", coarser than {max_px:g} px: the map holds little beyond a blob's outline."))
+    text = f"the half maps agree to {res_px:.1f} px (shell {shell:.1f} of {box // 2})"
+    if not ok:
+        text += f", coarser than {max_px:g} px: the map holds little beyond a blob's outline."
+    elif shared:
+        text += (": this rules out random poses only, since halves that share one refinement agree about as far "
+                 "even when the poses are wrong (the other checks tell).")
+    else:
+        text += ", from independently refined halves."
     return Diagnostic("half-map resolution", float(res_px), max_px, "px", PASS if ok else WARN, text)
 
 

@@ -180,7 +180,9 @@ def _checks_section(run: Run) -> list[str]:
                     "particles; the resolution is read at 0.143. Red: the same after removing each half map's "
                     "spherical average. Random poses make every half map the molecule's spherical average, which "
                     "still agrees between halves at low resolution (blue stays high there), but leaves nothing "
-                    "non-spherical to agree (red near 0)."),
+                    "non-spherical to agree (red near 0). Where the curves coincide, the map's agreement is all "
+                    "non-spherical. Both come from one refinement unless the run used --halves: refined poses "
+                    "of pure noise give curves as high, so read them with the other checks."),
             '<table class="checks"><tr><th>check</th><th>value</th><th>threshold</th><th>verdict</th>'
             f"<th>what it means</th></tr>{rows}</table>"]
 

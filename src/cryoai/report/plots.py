@@ -158,7 +158,7 @@ def half_map_fsc(freqs, curve, anisotropic, title: str) -> bytes:
     spatial frequency (axis linear in 1/Å, labelled in Å), lines at 0.5 and 0.143."""
     freqs = np.asarray(freqs)
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    ax.plot(freqs, curve, color="C0", lw=1.5, label="half maps")
+    ax.plot(freqs, curve, color="C0", lw=3.5, alpha=0.5, label="half maps")  # wide: visible under red
     ax.plot(freqs, anisotropic, color="C3", lw=1.2, label="half maps minus their spherical averages")
     for t, style in ((0.5, "--"), (0.143, ":")):
         ax.axhline(t, color="grey", ls=style, lw=1)

@@ -77,7 +77,7 @@ def record_verdict(run: RunDir, maps: tuple[np.ndarray, np.ndarray], apix: float
     label = GOLD if gold else SHARED
     curve = fsc(half1, half2, sphere_mask(box))
     res_A, res_px = resolution(curve, 0.143, box, apix)
-    checks = [dg.half_map_resolution(res_px, box), dg.anisotropic_agreement(half1, half2),
+    checks = [dg.half_map_resolution(res_px, box, shared=not gold), dg.anisotropic_agreement(half1, half2),
               dg.view_coverage(rotations), *pose_checks]
     scores = figure_of_merit(run.path / "particles.star")
     if scores is not None:
