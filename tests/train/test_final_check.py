@@ -68,3 +68,22 @@ def test_true_poses_pass_and_random_poses_warn(tiny_set, tmp_path):
         values = {d["name"]: (d["value"], d["verdict"]) for d in verdict["diagnostics"]}
         print(name, values)
         assert verdict["verdict"] == ("pass" if name == "true" else "warn"), values
+
+
+def test_the_figure_of_merit_is_reported_when_particles_star_has_it(tmp_path):
+    """A bimodal rlnLogLikeliContribution (a junk group) is reported, as information only."""
+    import pandas as pd
+
+    from cryoai.io.star import write_star
+
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(0, 1, 300), rng.normal(-10, 1, 100)])
+    run = RunDir(tmp_path / "run", quiet=True)
+    write_star(run.path / "particles.star", {"particles": pd.DataFrame({"rlnImageName": [f"{i}@x.mrcs" for i in range(400)],
+                                                                        "rlnLogLikeliContribution": scores})})
+    maps = tuple(rng.normal(size=(16, 16, 16)) for _ in range(2))
+    verdict = record_verdict(run, maps, 8.0, random_rotations(400, rng), [], gold=False)
+    run.close()
+    merit = verdict["diagnostics"][-1]
+    assert merit["name"] == "figure-of-merit separation" and merit["verdict"] == "info" and merit["value"] > 0.8
+    assert "likely junk" in merit["explanation"]
