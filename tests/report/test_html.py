@@ -180,3 +180,44 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         pixels = np.asarray(im.convert("L"), dtype=np.float32)
     assert pixels.shape == (3000, 1200)
     assert pixels.std() > 10 and (pixels < 128).mean() > 0.02  # text and figures, not a blank page
+
+
+def write_verdict(out: Path, warn: bool) -> None:
+    """OUT/verdict.json as the final check writes it (train/final_check.py), passing or warning."""
+    from cryoai.eval import diagnostics as dg
+
+    checks = [dg.half_map_resolution(14.0 if warn else 2.6, TRAIN_BOX), dg.view_coverage(random_rotations(500, np.random.default_rng(1)))]
+    curve = np.linspace(1, 0, TRAIN_BOX // 2 + 1)
+    verdict = {"verdict": dg.overall(checks), "label": "halves share one refinement: optimistic, not gold standard",
+               "gold_standard": False, "resolution_A": 14.0 * 2 * APIX if warn else 2.6 * 2 * APIX,
+               "resolution_px": 14.0 if warn else 2.6, "box": TRAIN_BOX, "apix": 2 * APIX, "fsc": curve.tolist(),
+               "anisotropic_fsc": (curve / 2).tolist(), "diagnostics": [c.to_dict() for c in checks],
+               "warnings": [f"{c.name}: {c.explanation}" for c in checks if c.verdict == dg.WARN]}
+    (out / "verdict.json").write_text(json.dumps(verdict))
+
+
+@pytest.mark.parametrize("warn", [True, False])
+def test_the_verdict_opens_the_report_and_finished_never_stands_alone(tmp_path, warn):
+    out = make_run(tmp_path)
+    write_verdict(out, warn)
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    box = page.index('class="verdict')
+    assert box < page.index('class="lead"')  # above everything else
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert "Checks without ground truth" in text and "half-map resolution" in text and "optimistic" in text
+    assert page.count('alt="half-map FSC"') == 1
+    status = re.search(r"<th>status</th><td>([^<]*)</td>", page).group(1)
+    if warn:
+        assert 'class="verdict warn"' in page and "WARNING: this run may have failed" in page
+        assert "coarser than" in page[box:page.index('class="lead"')]  # the warning's sentence is in the box
+        assert "WARNING" in status
+    else:
+        assert 'class="verdict pass"' in page and "WARNING" not in page
+        assert "checks without ground truth pass" in status
+
+
+def test_a_finished_run_without_a_verdict_says_so(report):
+    page = report.read_text()
+    assert 'class="verdict none"' in page
+    assert "no final check" in re.search(r"<th>status</th><td>([^<]*)</td>", page).group(1)

@@ -100,8 +100,11 @@ def test_cli_train_predict_and_halves(tiny_set, tmp_path, capsys):
     assert cli(["train", star, "-o", str(tmp_path / "h"), "--steps", "3", "--batch-size", "8", "--halves", "--quiet"]) == 0
     halves = starfile.read(tmp_path / "h" / "particles.star")["particles"]
     assert sorted(set(halves["rlnRandomSubset"])) == [1, 2]
-    for name in ("volume_half1.mrc", "volume_half2.mrc", "volume.mrc", "fsc.txt", "fsc.png"):
+    for name in ("volume_half1.mrc", "volume_half2.mrc", "volume.mrc", "fsc.txt", "fsc.png", "fsc_halves.txt"):
         assert (tmp_path / "h" / name).is_file()
+    verdict = json.loads((tmp_path / "h" / "verdict.json").read_text())  # the checks on the independent halves
+    assert verdict["gold_standard"] and verdict["label"].startswith("gold standard")
+    assert [d["name"] for d in verdict["diagnostics"]][-2:] == ["pose stability (half 1)", "pose stability (half 2)"]
 
 
 def test_cli_resume_without_checkpoint_is_one_line(tiny_set, tmp_path, capsys):

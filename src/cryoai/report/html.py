@@ -36,6 +36,14 @@ table.facts td { padding: 0.2em 0; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.92em; max-width: 900px; }
 code { background: #f2f2f2; padding: 0 0.25em; } .notes { color: #8a5a00; }
+div.verdict { padding: 0.8em 1.2em; margin: 1em 0; border-radius: 4px; font-size: 1.05em; }
+div.verdict.warn { background: #fdecea; border: 2px solid #c0392b; color: #611a15; }
+div.verdict.pass { background: #edf7ed; border: 1px solid #4caf50; color: #1e4620; }
+div.verdict.none { background: #fff8e1; border: 1px solid #f0ad4e; color: #5c4400; }
+table.checks { border-collapse: collapse; margin: 1em 0; font-size: 0.95em; }
+table.checks th, table.checks td { border-bottom: 1px solid #eee; padding: 0.3em 0.8em 0.3em 0; text-align: left;
+                                   vertical-align: top; }
+table.checks td.warn { color: #c0392b; font-weight: bold; } table.checks td.pass { color: #2e7d32; }
 """
 
 SCRIPT = """
@@ -136,8 +144,52 @@ def _truth_section(truth: dict) -> list[str]:
         "Against a known truth the 0.5 threshold applies; 0.143 is shown for comparison with half-map FSCs.")]
 
 
+def _verdict_box(run: Run) -> str:
+    """The box at the top of the page: every warning of the final check, or that all pass."""
+    v = run.verdict
+    if v is None:
+        if not run.final:
+            return ""
+        return ('<div class="verdict none"><b>No final check.</b> This run wrote no <code>verdict.json</code> '
+                "(it predates the check): nothing here says whether the map and poses can be trusted.</div>")
+    if v["verdict"] == "warn":
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in v["warnings"])
+        return ('<div class="verdict warn"><b>WARNING: this run may have failed.</b> The checks that need no '
+                f"ground truth flag it:<ul>{items}</ul>A map from such a run can look plausible and still be "
+                "wrong; see <i>Checks without ground truth</i> below.</div>")
+    return ('<div class="verdict pass"><b>The checks without ground truth pass</b> (half-map resolution, '
+            "non-spherical agreement, viewing directions, pose stability). They cannot prove the map right; "
+            "see <i>Checks without ground truth</i> below.</div>")
+
+
+def _checks_section(run: Run) -> list[str]:
+    """The half-map FSC curves and the table of checks (``eval/diagnostics.py``)."""
+    from cryoai.eval.fsc import shell_frequencies
+
+    v = run.verdict
+    freqs = shell_frequencies(v["box"], v["apix"])
+    rows = "".join(f'<tr><td>{html.escape(d["name"])}</td><td>{d["value"]:.3g} {html.escape(d["unit"])}</td>'
+                   f'<td>{d["threshold"]:g}</td><td class="{d["verdict"]}">{d["verdict"]}</td>'
+                   f'<td>{html.escape(d["explanation"])}</td></tr>' for d in v["diagnostics"])
+    return ["<h2>Checks without ground truth</h2>",
+            f"<p>Half maps: <code>volume_half1.mrc</code>, <code>volume_half2.mrc</code> ({html.escape(v['label'])}); "
+            "their FSC in <code>fsc_halves.txt</code>.</p>",
+            _figure(plots.half_map_fsc(freqs, v["fsc"], v["anisotropic_fsc"], f"half-map FSC ({v['label']})"),
+                    "half-map FSC",
+                    "Blue: FSC of two half maps, each reconstructed from the final poses of a random half of the "
+                    "particles; the resolution is read at 0.143. Red: the same after removing each half map's "
+                    "spherical average. Random poses make every half map the molecule's spherical average, which "
+                    "still agrees between halves at low resolution (blue stays high there), but leaves nothing "
+                    "non-spherical to agree (red near 0). Where the curves coincide, the map's agreement is all "
+                    "non-spherical. Both come from one refinement unless the run used --halves: refined poses "
+                    "of pure noise give curves as high, so read them with the other checks."),
+            '<table class="checks"><tr><th>check</th><th>value</th><th>threshold</th><th>verdict</th>'
+            f"<th>what it means</th></tr>{rows}</table>"]
+
+
 def _files(run: Run) -> str:
-    names = ["volume.mrc", "particles.star", "view.cxc", "log.txt", "metrics.jsonl", "config.yaml"]
+    names = ["volume.mrc", "volume_half1.mrc", "volume_half2.mrc", "fsc_halves.txt", "verdict.json", "particles.star",
+             "view.cxc", "log.txt", "metrics.jsonl", "config.yaml"]
     items = [f'<li><a href="{n}"><code>{n}</code></a></li>' for n in names if (run.path / n).is_file()]
     return ("<h2>Files</h2><ul>" + "".join(items) + "</ul><p>To look at the map in 3D: <code>chimerax "
             f"{html.escape(str(run.path / 'view.cxc'))}</code>.</p>")
@@ -164,13 +216,15 @@ def write_report(run_dir: str | os.PathLike, truth_map: str | None = None) -> Pa
             truth = compare_truth_map(vol, apix, truth_path, poses)
     if truth_path is not None and truth is None:
         run.notes.append(f"the FSC against {truth_path} is computed once the run has written volume.mrc")
-    body = [f"<h1>cryoai run {html.escape(run.path.resolve().name)}</h1>",
+    body = [f"<h1>cryoai run {html.escape(run.path.resolve().name)}</h1>", _verdict_box(run),
             f'<p class="lead">{html.escape(summary.paragraph(run, poses, truth))}</p>',
             '<table class="facts">' + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                                               for k, v in summary.facts(run, poses, truth, level, enclosed))
             + "</table>"]
     if run.notes:
         body.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in run.notes) + "</ul>")
+    if run.verdict is not None:
+        body += _checks_section(run)
     if run.metrics:
         body += ["<h2>Training</h2>", _training_figure(run)]
     if vol is not None:

@@ -151,3 +151,24 @@ def pose_error_histograms(errors_deg: np.ndarray, trans_errors_A: np.ndarray | N
         axes[1].legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
+
+
+def half_map_fsc(freqs, curve, anisotropic, title: str) -> bytes:
+    """The half-map FSC and the FSC of the half maps without their spherical averages against
+    spatial frequency (axis linear in 1/Å, labelled in Å), lines at 0.5 and 0.143."""
+    freqs = np.asarray(freqs)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.plot(freqs, curve, color="C0", lw=3.5, alpha=0.5, label="half maps")  # wide: visible under red
+    ax.plot(freqs, anisotropic, color="C3", lw=1.2, label="half maps minus their spherical averages")
+    for t, style in ((0.5, "--"), (0.143, ":")):
+        ax.axhline(t, color="grey", ls=style, lw=1)
+    ticks = np.linspace(0, freqs[-1], 6)[1:]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{1 / f:.1f}" for f in ticks])
+    ax.set_xlim(0, freqs[-1])
+    ax.set_ylim(min(-0.1, float(np.min(anisotropic)) - 0.02), 1.05)
+    ax.set(xlabel="resolution (Å); axis linear in 1/Å", ylabel="Fourier shell correlation")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)

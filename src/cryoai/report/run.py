@@ -37,6 +37,7 @@ class Run:
     snapshots: list[tuple[int, Path]]  # (step, volumes/step_NNNNNN.mrc), by step
     poses: object | None  # ParticleSet of OUT/particles.star
     input: object | None = None  # ParticleSet of the training input (config ``particles``)
+    verdict: dict | None = None  # OUT/verdict.json: the final check (train/final_check.py)
     notes: list[str] = field(default_factory=list)  # what could not be read, for the report
 
     @property
@@ -71,6 +72,7 @@ def load_run(run_dir: str | Path) -> Run:
               volume_path=volume, snapshots=snapshots, poses=None)
     if (path / "particles.star").is_file():
         run.poses = _load(path / "particles.star", info.get("apix"), run.notes)
+    run.verdict = _read_verdict(path / "verdict.json", run.notes)
     src = input_star(run)
     run.input = _load(src, info.get("apix"), run.notes) if src is not None else None
     return run
@@ -93,6 +95,21 @@ def _read_metrics(path: Path) -> tuple[list[dict], float | None]:
         elif "loss" in record and "step" in record:
             records.append(record)
     return records, warm
+
+
+def _read_verdict(path: Path, notes: list[str]) -> dict | None:
+    """OUT/verdict.json (None when absent: a run still training, or one from before the check)."""
+    if not path.is_file():
+        return None
+    try:
+        verdict = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        notes.append(f"could not read {path}: not JSON")
+        return None
+    if not isinstance(verdict, dict) or "verdict" not in verdict:
+        notes.append(f"could not read {path}: not a cryoai verdict")
+        return None
+    return verdict
 
 
 def _load(path: Path, apix, notes: list[str]):

@@ -31,7 +31,10 @@ def facts(run: Run, poses: dict | None = None, truth: dict | None = None, level:
           enclosed: tuple[float, float] | None = None) -> list[tuple[str, str]]:
     """(label, value) rows for the summary table."""
     info, cfg = run.info, run.config
-    rows = [("status", "finished" if run.final else "in progress (no volume.mrc yet)")]
+    rows = [("status", status(run))]
+    half = half_map_text(run)
+    if half:
+        rows.append(("half-map resolution", half))
     rows.append(("particles", f"{info.get('n_particles', '?')} from {info.get('particles', '?')}"))
     apix = info.get("apix")
     box = f"{info.get('box', '?')} px"
@@ -60,6 +63,28 @@ def facts(run: Run, poses: dict | None = None, truth: dict | None = None, level:
         rows.append(("contour (view.cxc)", f"{level:.4g}: {enclosed[0]:.3g} Å³ ≈ {enclosed[1]:.3g} kDa of protein"))
     rows.append(("cryoai", f"{info.get('cryoai_version', '?')}, started {info.get('started', '?')}"))
     return rows
+
+
+def status(run: Run) -> str:
+    """'finished' only with the final check's verdict beside it (a warning is never left out)."""
+    if not run.final:
+        return "in progress (no volume.mrc yet)"
+    verdict = run.verdict
+    if verdict is None:
+        return "finished; no final check was recorded (no verdict.json), so nothing says whether to trust it"
+    if verdict["verdict"] == "warn":
+        return f"finished, but WARNING: {len(verdict['warnings'])} check(s) say the map or poses may be unreliable"
+    return "finished; the checks without ground truth pass"
+
+
+def half_map_text(run: Run) -> str | None:
+    """'6.10 Å (2.44 px) at FSC 0.143; halves share one refinement: optimistic, …' or None."""
+    v = run.verdict
+    if v is None:
+        return None
+    res = (f"{v['resolution_A']:.2f} Å ({v['resolution_px']:.2f} px)" if v.get("resolution_A") is not None
+           and np.isfinite(v["resolution_A"]) else "below 0.143 from the first shell")
+    return f"{res} at FSC 0.143; {v['label']}"
 
 
 def _pose_text(run: Run, poses: dict | None) -> str | None:
@@ -107,6 +132,11 @@ def paragraph(run: Run, poses: dict | None = None, truth: dict | None = None) ->
         parts.append(f"Pose error against the input's ground-truth poses: {pose_text}.")
     if truth is not None:
         parts.append(f"FSC of the final map against the truth map: {_fsc_text(truth)}.")
-    if not run.final:
+    half = half_map_text(run)
+    if half:
+        parts.append(f"Half-map resolution without ground truth: {half}.")
+    if run.final:
+        parts.append(f"Status: {status(run)}.")
+    else:
         parts.append("The run has not finished: the figures show its latest state.")
     return " ".join(parts)

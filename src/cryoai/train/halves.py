@@ -23,6 +23,7 @@ from cryoai.eval.poses import apply_registration
 from cryoai.io.mrc import read_map, write_map
 from cryoai.train.config import TrainConfig
 from cryoai.train.distributed import is_main
+from cryoai.train.final_check import gold_standard_check
 from cryoai.train.half_maps import split_halves
 from cryoai.train.run_dir import RunDir
 from cryoai.train.trainer import Trainer
@@ -102,4 +103,5 @@ def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: 
                          extra_columns={"rlnRandomSubset": labels})
     run.log(f"half maps aligned (hand {alignment.hand}, correlation {alignment.score:.3f}); "
             f"FSC 0.143: {res_A:.2f} Å ({res_px:.2f} px)")
+    gold_standard_check(run, half1, half2, apix, rotations)
     return {"res_0.143_A": res_A, "res_0.143_px": res_px, "hand": alignment.hand}

@@ -39,6 +39,7 @@ from cryoai.train.batches import batches
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
 from cryoai.train.decoder import encode_both, loss_frequencies
+from cryoai.train.final_check import final_check
 from cryoai.train.finish import PoseSettings, final_map_and_poses, finish_seconds, reconstruct
 from cryoai.train.predict import predict_poses
 from cryoai.train.run_dir import RunDir
@@ -274,6 +275,7 @@ class Trainer:
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
+        final_check(self.encoder, self.volume, self.data, (rot, origin), self.pose_settings(), run, self.cfg.seed)
         return {"rotations": rot, "origins_A": origin}
 
     def pose_settings(self) -> PoseSettings:
