@@ -39,17 +39,20 @@ SCORE_COLUMN = "rlnLogLikeliContribution"
 
 
 def final_check(encoder, volume, data: TrainingData, poses: Poses, how: PoseSettings, run: RunDir,
-                seed: int) -> dict:
+                seed: int, training_frame: np.ndarray | None = None) -> dict:
     """Half maps from the final ``poses`` (RELION matrices, origins in Å), pose stability on up
-    to ``STABILITY_ROWS`` particles (the encoder's pose, unrefined, against the final one), the
-    checks, and the files (module docstring). Every torchrun rank calls it (the reconstructions
-    and predictions are shared); rank 0 writes. Returns the verdict record."""
+    to ``STABILITY_ROWS`` particles (the encoder's pose, unrefined, against the final one, or
+    against ``training_frame``: the final rotations before a ``--symmetry`` finish turned them
+    out of the encoder's frame), the checks, and the files (module docstring). Every torchrun
+    rank calls it (the reconstructions and predictions are shared); rank 0 writes. Returns the
+    verdict record."""
     rot, origin = poses
+    reference = rot if training_frame is None else training_frame
     halves = half_maps(data, np.arange(len(rot)), rot, origin, volume.oversample, seed, how.workers)
     sample = final_subset(len(rot), STABILITY_ROWS, seed)
     encoder_rot, _ = predict_poses_sharded(encoder, volume, data, how.radius, how.symmetric, device=how.device,
                                            progress=False, indices=sample, refine=False, workers=how.workers)
-    stability = dg.pose_stability(geodesic_distance_deg(encoder_rot, rot[sample]))
+    stability = dg.pose_stability(geodesic_distance_deg(encoder_rot, reference[sample]))
     if not dist.is_main():
         return {}
     return record_verdict(run, halves.maps, data.apix, rot, [stability], gold=False)

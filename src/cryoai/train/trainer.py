@@ -259,10 +259,11 @@ class Trainer:
         rot, origin = final_map_and_poses(self.encoder, self.volume, self.data, self.pose_settings(),
                                           self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
                                           write_round, run.log)
-        turned = None
+        turned, training_frame = None, None
         if self.cfg.symmetry.strip().upper() != "C1":  # poses and map written in RELION's orientation
             from cryoai.train.symmetric_finish import symmetric_finish
 
+            training_frame = rot
             (rot, origin), turned, R = symmetric_finish(self.encoder, self.volume, self.data, (rot, origin),
                                                         self.pose_settings(), self.cfg.symmetry, log=run.log)
             run.log(f"symmetry {self.cfg.symmetry}: map and poses turned by R = {np.round(R, 5).tolist()} (poses A·Rᵀ)")
@@ -275,7 +276,8 @@ class Trainer:
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
-        final_check(self.encoder, self.volume, self.data, (rot, origin), self.pose_settings(), run, self.cfg.seed)
+        final_check(self.encoder, self.volume, self.data, (rot, origin), self.pose_settings(), run, self.cfg.seed,
+                    training_frame)
         return {"rotations": rot, "origins_A": origin}
 
     def pose_settings(self) -> PoseSettings:
