@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from cryoai.data.particles import load_particles  # noqa: E402
 from cryoai.eval.poses import evaluate_poses  # noqa: E402
 from cryoai.train import finish  # noqa: E402
-from cryoai.train.config import TrainConfig  # noqa: E402
+from cryoai.train.config import TrainConfig, config_from_dict  # noqa: E402
 from cryoai.train.run_dir import RunDir  # noqa: E402
 from cryoai.data.training_data import TrainingData  # noqa: E402
 from cryoai.io.mrc import write_map  # noqa: E402
@@ -69,6 +69,7 @@ def main() -> None:
     print("| variant | finish (s) | median rot (deg) | within 10 deg | FSC=0.5 vs truth (px) |")
     print("|---|---|---|---|---|")
     state = torch.load(args.checkpoint or args.run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    cfg = config_from_dict(state["config"])  # the settings it was trained with (and the boxes it chose)
     data = TrainingData(particles, cfg.train_box, cfg.encoder_box, seed=cfg.seed)
     for name in args.variants.split(","):
         turns, research = VARIANTS[name]
