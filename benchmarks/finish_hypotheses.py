@@ -9,6 +9,18 @@ settings and a fixed step count (no --max-minutes, one thread, so the result doe
 what else runs on the machine) and stops before the finish, saving RUN_DIR/checkpoints/last.pt.
 ``finish`` runs the finish (train/finish.py) from that checkpoint once per variant and prints
 the median rotation error, the fraction within 10°, and FSC=0.5 vs the truth (after alignment).
+
+Measured 2026-12-01 (2-core CPU shared with other jobs, one thread: the seconds are only a rough
+ratio): the first 3000 particles of benchmarks/reconstruction.py's L=64 sets, from states trained
+3500 steps (whose volume was that run's final map), default finish (4 rounds, all 3000):
+
+| set | variant | finish (s) | median rot (deg) | within 10 deg | FSC=0.5 vs truth (px) |
+|---|---|---|---|---|---|
+| 4AKE SNR 0.1 | base (turns 1, no re-search) | 470 | 7.17 | 0.582 | 3.07 |
+| 4AKE SNR 0.1 | turns 4 + re-search 0.1 | 1476 | 4.66 | 0.797 | 2.73 |
+| 8ZPM SNR 0.1 | base | 563 | 34.06 | 0.236 | 4.66 |
+| 8ZPM SNR 0.1 | turns 4 + re-search 0.1 | 1822 | 12.47 | 0.425 | 3.64 |
+| 4AKE noise-free | turns 4 + re-search 0.1 | 1345 | 0.57 | 0.998 | 2.11 |
 """
 
 from __future__ import annotations
