@@ -20,6 +20,7 @@ ratio): the first 3000 particles of benchmarks/reconstruction.py's L=64 sets, fr
 | 4AKE SNR 0.1 | turns 4 + re-search 0.1 | 1476 | 4.66 | 0.797 | 2.73 |
 | 8ZPM SNR 0.1 | base | 563 | 34.06 | 0.236 | 4.66 |
 | 8ZPM SNR 0.1 | turns 4 + re-search 0.1 | 1822 | 12.47 | 0.425 | 3.64 |
+| 4AKE noise-free | base | 161 | 0.69 | 0.943 | 2.11 |
 | 4AKE noise-free | turns 4 + re-search 0.1 | 1345 | 0.57 | 0.998 | 2.11 |
 """
 
