@@ -18,7 +18,7 @@ from cryoai.data.particles import load_particles
 from cryoai.eval.poses import evaluate_poses
 from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.models.voxel import VoxelVolume
-from cryoai.train import predict, refine
+from cryoai.train import hypotheses, predict, refine
 from cryoai.data.training_data import TrainingData
 from cryoai.train.finish import reconstruct
 
@@ -39,7 +39,7 @@ def main() -> None:
     print("| mirrors | round | seconds | median rot (deg) | within 5 deg | within 20 deg |")
     print("|---|---|---|---|---|---|")
     for mirrors in (False, True):
-        predict.refine_poses = lambda *a, mirrors=mirrors, **k: refine.refine_poses(*a, **k, mirrors=mirrors)
+        hypotheses.refine_poses = lambda *a, mirrors=mirrors, **k: refine.refine_poses(*a, **k, mirrors=mirrors)
         rot, origin = start_rot, start_origin
         volume = VoxelVolume(data.train_box, 2)
         for it in range(args.rounds):
@@ -47,7 +47,7 @@ def main() -> None:
             volume.load_spectrum(reconstruct(data, rows, torch.from_numpy(rot).float(),
                                              torch.from_numpy(origin / data.apix).float(), 2))
             rot, origin = predict.predict_poses(None, volume, data, data.train_box * predict.REFINE_RADIUS,
-                                                progress=False, start_poses=(rot, origin))
+                                                progress=False, start_poses=(rot, origin), turns=1)
             e = evaluate_poses(rot, particles.rotations)
             print(f"| {mirrors} | {it + 1} | {time.time() - t0:.0f} | {e['rot_median_deg']:.2f} | "
                   f"{e['frac_within_5deg']:.3f} | {e['frac_within_20deg']:.3f} |", flush=True)

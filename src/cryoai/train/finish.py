@@ -24,7 +24,9 @@ from cryoai.train import distributed as dist
 from cryoai.data.training_data import TrainingData
 from cryoai.train.batches import chunked_batches
 from cryoai.train.decoder import loss_frequencies
+from cryoai.train.hypotheses import TURNS
 from cryoai.train.predict import predict_poses, predict_poses_sharded
+from cryoai.train.research import FRACTION, research_poses
 
 Poses = tuple[np.ndarray, np.ndarray]  # RELION rotation matrices (N, 3, 3), origins (N, 2) in Å
 
@@ -38,6 +40,8 @@ class PoseSettings:
     device: str = "cpu"
     workers: int = 0  # processes reading the next batches (train/batches.py)
     progress: bool = False
+    turns: int = TURNS  # in-plane starts per image of the local refinement (train/hypotheses.py; 1: none)
+    research_fraction: float = FRACTION  # of the subset, re-searched globally each round (train/research.py)
 
 
 def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
@@ -78,7 +82,8 @@ def predict(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: P
     ``predict.refinement_radius`` of that."""
     known_to = how.radius if start is None else data.train_box / 2
     return predict_poses_sharded(encoder, volume, data, known_to, how.symmetric, device=how.device,
-                                 progress=how.progress, indices=rows, start_poses=start, workers=how.workers)
+                                 progress=how.progress, indices=rows, start_poses=start, workers=how.workers,
+                                 turns=how.turns)
 
 
 def final_subset(n: int, size: int, seed: int) -> np.ndarray:
@@ -92,12 +97,14 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
                   after_round: Callable[[int], None] = lambda k: None,
                   log: Callable[[str], None] = lambda line: None) -> Poses:
     """Poses of ``rows`` from the encoder, then ``rounds`` × (reconstruct ``volume`` from them,
-    refine them against it); ``after_round(k)`` after round k's reconstruction (1-based)."""
+    refine them against it, re-search the worst-fitting ``how.research_fraction`` of them
+    globally, ``train/research.py``); ``after_round(k)`` after round k's reconstruction (1-based)."""
     poses = predict(encoder, volume, data, rows, how)
     for k in range(1, rounds + 1):
         load_reconstruction(volume, data, rows, poses, how)
         after_round(k)
         poses = predict(encoder, volume, data, rows, how, start=poses)
+        poses = research_poses(volume, data, rows, poses, how.research_fraction, how.device, how.workers)
         log(f"final refinement {k}/{rounds}: reconstructed from {len(rows)} poses, refined")
     return poses
 

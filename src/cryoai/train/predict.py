@@ -1,7 +1,8 @@
 """Amortised pose prediction: the trained encoder in eval mode over a whole particle set.
 
 Each image and its π-rotated copy go through the encoder and the decoder (``train/decoder.py``)
-keeps the better path; a local search against the volume then polishes each pose.
+keeps the better path; a local search against the volume then polishes each pose, from several
+in-plane starts per image (``train/hypotheses.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from cryoai.data.training_data import TrainingData
 from cryoai.physics.ctf import ctf
 from cryoai.train.batches import chunked_batches
 from cryoai.train.decoder import encode_both, loss_frequencies
-from cryoai.train.refine import refine_poses
+from cryoai.train.hypotheses import TURNS, refine_hypotheses
 
 
 REFINE_RADIUS = 1 / 4  # refinement compares frequencies up to this fraction of the box (Nyquist 1/2)
@@ -32,12 +33,13 @@ def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric:
                   batch_size: int = 256, device: str = "cpu", progress: bool = True,
                   indices: np.ndarray | None = None, refine: bool = True,
                   start_poses: tuple[np.ndarray, np.ndarray] | None = None,
-                  workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  workers: int = 0, turns: int = TURNS) -> tuple[np.ndarray, np.ndarray]:
     """Poses for every particle (or ``indices``): RELION matrices (N, 3, 3) and origins in Å.
 
     The encoder predicts (or ``start_poses`` give, rotations and origins in Å), its decoder
     comparing up to ``radius``, the radius the volume is known to; with ``refine``, a local search
-    against the volume polishes each pose (``train/refine.py``) up to ``refinement_radius``.
+    against the volume polishes each pose up to ``refinement_radius``, from ``turns`` in-plane starts
+(``hypotheses.refine_hypotheses``; 1: the encoder's pose alone, ``train/refine.py``).
     ``workers`` processes read the next batches meanwhile (``batches``).
     """
     if encoder is not None:
@@ -59,7 +61,7 @@ def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric:
         if refine:
             target = batch.spectra.to(device).reshape(len(r), -1)[:, ridx]
             c = ctf(rfreqs / data.apix, batch.ctf_params.to(device)) if batch.ctf_params is not None else None
-            r, o = refine_poses(volume, r, o, target, c, rfreqs)
+            r, o = refine_hypotheses(volume, r, o, target, c, rfreqs, turns)
         rotations[sl] = r.cpu().numpy()
         origins[sl] = o.cpu().numpy() * data.apix
     return rotations, origins
@@ -69,7 +71,7 @@ def predict_poses_sharded(encoder, volume, data: TrainingData, radius: float, sy
                           batch_size: int = 256, device: str = "cpu", progress: bool = True,
                           indices: np.ndarray | None = None, refine: bool = True,
                           start_poses: tuple[np.ndarray, np.ndarray] | None = None,
-                          workers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                          workers: int = 0, turns: int = TURNS) -> tuple[np.ndarray, np.ndarray]:
     """``predict_poses`` under torchrun: each rank predicts its contiguous share of the rows and
     every rank gets all of them back (in order). The same call in a single process."""
     from cryoai.train import distributed as dist
@@ -78,5 +80,5 @@ def predict_poses_sharded(encoder, volume, data: TrainingData, radius: float, sy
     share = dist.shard_range(len(rows))
     start = None if start_poses is None else (start_poses[0][share], start_poses[1][share])
     rot, origin = predict_poses(encoder, volume, data, radius, symmetric, batch_size, device,
-                                progress and dist.is_main(), rows[share], refine, start, workers)
+                                progress and dist.is_main(), rows[share], refine, start, workers, turns)
     return dist.gather_rows(rot, origin)

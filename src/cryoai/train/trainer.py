@@ -243,8 +243,9 @@ class Trainer:
         from cryoai.eval.poses import evaluate_poses
 
         rows = np.random.default_rng(0).choice(len(self.particles), min(n, len(self.particles)), replace=False)
-        rot, origin = predict_poses(self.encoder, self.volume, self.data, self.radius(),
-                                    self.cfg.loss == "symmetric", device=self.device, progress=False, indices=rows)
+        rot, origin = predict_poses(self.encoder, self.volume, self.data, self.radius(),  # one start: a cheap check
+                                    self.cfg.loss == "symmetric", device=self.device, progress=False, indices=rows,
+                                    turns=1)
         true_origin = self.particles.origins_A[rows] if self.particles.origins_A is not None else None
         return evaluate_poses(rot, self.particles.rotations[rows], origin, true_origin, self.data.apix)
 

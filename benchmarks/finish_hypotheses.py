@@ -1,0 +1,106 @@
+"""The finish's pose accuracy with and without the pose hypotheses and the global re-search.
+
+    python benchmarks/finish_hypotheses.py train DATA_DIR RUN_DIR      # training loop only (fixed steps)
+    python benchmarks/finish_hypotheses.py finish DATA_DIR RUN_DIR [--variants base,hyp,hyp+research]
+
+DATA_DIR: a simulated set (particles.star with true poses, truth.mrc), e.g. one that
+benchmarks/reconstruction.py made. ``train`` runs ``cryoai train``'s training loop with default
+settings and a fixed step count (no --max-minutes, one thread, so the result does not depend on
+what else runs on the machine) and stops before the finish, saving RUN_DIR/checkpoints/last.pt.
+``finish`` runs the finish (train/finish.py) from that checkpoint once per variant and prints
+the median rotation error, the fraction within 10°, and FSC=0.5 vs the truth (after alignment).
+
+Measured 2026-12-01 (2-core CPU shared with other jobs, one thread: the seconds are only a rough
+ratio): the first 3000 particles of benchmarks/reconstruction.py's L=64 sets, from states trained
+3500 steps (whose volume was that run's final map), default finish (4 rounds, all 3000):
+
+| set | variant | finish (s) | median rot (deg) | within 10 deg | FSC=0.5 vs truth (px) |
+|---|---|---|---|---|---|
+| 4AKE SNR 0.1 | base (turns 1, no re-search) | 470 | 7.17 | 0.582 | 3.07 |
+| 4AKE SNR 0.1 | turns 4 + re-search 0.1 | 1476 | 4.66 | 0.797 | 2.73 |
+| 8ZPM SNR 0.1 | base | 563 | 34.06 | 0.236 | 4.66 |
+| 8ZPM SNR 0.1 | turns 4 + re-search 0.1 | 1822 | 12.47 | 0.425 | 3.64 |
+| 4AKE noise-free | base | 161 | 0.69 | 0.943 | 2.11 |
+| 4AKE noise-free | turns 4 + re-search 0.1 | 1345 | 0.57 | 0.998 | 2.11 |
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from cryoai.data.particles import load_particles  # noqa: E402
+from cryoai.eval.poses import evaluate_poses  # noqa: E402
+from cryoai.train import finish  # noqa: E402
+from cryoai.train.config import TrainConfig, config_from_dict  # noqa: E402
+from cryoai.train.run_dir import RunDir  # noqa: E402
+from cryoai.data.training_data import TrainingData  # noqa: E402
+from cryoai.io.mrc import write_map  # noqa: E402
+from cryoai.models.volume_map import volume_to_map  # noqa: E402
+from cryoai.train.schedule import loss_radius  # noqa: E402
+from cryoai.train.trainer import Trainer, build_models  # noqa: E402
+
+VARIANTS = {  # name: (in-plane starts, fraction re-searched per round)
+    "base": (1, 0.0),
+    "turns": (4, 0.0),
+    "research": (1, 0.1),
+    "turns+research": (4, 0.1),
+    "research0.3": (1, 0.3),
+}
+
+
+def fsc_vs_truth(volume: Path, truth: Path, out_prefix: Path) -> float:
+    cmd = [sys.executable, "-m", "cryoai.cli.main", "fsc", str(truth), str(volume), "--align", "--json", "-o", str(out_prefix)]
+    out = subprocess.run(cmd, check=True, text=True, capture_output=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["res_0.5_px"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=("train", "finish"))
+    p.add_argument("data", type=Path)
+    p.add_argument("run", type=Path)
+    p.add_argument("--checkpoint", type=Path, help="the trained state (default RUN/checkpoints/last.pt)")
+    p.add_argument("--variants", default="base,turns,research,turns+research")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    particles = load_particles(str(args.data / "particles.star"))
+    cfg = TrainConfig()
+    if args.mode == "train":
+        trainer = Trainer(particles, cfg, RunDir(str(args.run), quiet=True), progress=False)
+        trainer.fit(finish=False)
+        return
+    print("| variant | finish (s) | median rot (deg) | within 10 deg | FSC=0.5 vs truth (px) |")
+    print("|---|---|---|---|---|")
+    state = torch.load(args.checkpoint or args.run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    cfg = config_from_dict(state["config"])  # the settings it was trained with (and the boxes it chose)
+    data = TrainingData(particles, cfg.train_box, cfg.encoder_box, seed=cfg.seed)
+    for name in args.variants.split(","):
+        turns, research = VARIANTS[name]
+        encoder, volume = build_models(cfg, "cpu")
+        encoder.load_state_dict(state["encoder"])
+        volume.load_state_dict(state["volume"])
+        how = finish.PoseSettings(loss_radius(cfg, state.get("position", 1.0)), cfg.loss == "symmetric",
+                                  turns=turns, research_fraction=research)
+        t0 = time.time()
+        rot, _ = finish.final_map_and_poses(encoder, volume, data, how, cfg.final_subset,
+                                            cfg.final_iterations, cfg.seed)
+        seconds = time.time() - t0
+        out = args.run / f"finish_{name}.mrc"
+        write_map(out, volume_to_map(volume, cfg.train_box).numpy(), data.apix)
+        e = evaluate_poses(rot, particles.rotations)
+        res = fsc_vs_truth(out, args.data / "truth.mrc", args.run / f"fsc_{name}")
+        print(f"| {name} | {seconds:.0f} | {e['rot_median_deg']:.2f} | {e['frac_within_10deg']:.3f} | {res:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
