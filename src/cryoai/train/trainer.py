@@ -43,6 +43,7 @@ from cryoai.train.finish import PoseSettings, final_map_and_poses, finish_second
 from cryoai.train.predict import predict_poses
 from cryoai.train.run_dir import RunDir
 from cryoai.train.schedule import loss_radius
+from cryoai.train.scores import judge_particles, parse_keep
 from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
 from cryoai.train.warmstart import WarmStartConfig, warm_start
 
@@ -255,12 +256,20 @@ class Trainer:
             if main:
                 self.write_volume(run.path / "volumes" / f"final_round_{k}.mrc")
 
+        judged: dict = {}
+
+        def kept_rows(poses) -> np.ndarray:  # the fit scores against the map every pose was refined against
+            judged.update(judge_particles(self.volume, self.data, poses, parse_keep(self.cfg.keep), self.device,
+                                          self.cfg.workers, run.log))
+            return np.flatnonzero(judged["rlnSelected"])
+
         rot, origin = final_map_and_poses(self.encoder, self.volume, self.data, self.pose_settings(),
                                           self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
-                                          write_round, run.log)
+                                          write_round, run.log, map_rows=kept_rows)
         if main:
             self.write_volume(run.path / "volume.mrc")
-            write_particle_files(run.path / "particles.star", self.particles, rot, origin)  # + particles.cs for .cs input
+            write_particle_files(run.path / "particles.star", self.particles, rot, origin,
+                                 extra_columns=judged)  # + particles.cs for .cs input
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
