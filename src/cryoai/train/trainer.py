@@ -36,6 +36,7 @@ from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
 from cryoai.train import schedule
 from cryoai.train.batches import batches
+from cryoai.train.classes import classify
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
 from cryoai.train.decoder import encode_both, loss_frequencies
@@ -266,6 +267,8 @@ class Trainer:
         rot, origin = final_map_and_poses(self.encoder, self.volume, self.data, self.pose_settings(),
                                           self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
                                           write_round, run.log, map_rows=kept_rows)
+        if self.cfg.classes > 1:
+            rot, origin = self.classify((rot, origin), np.flatnonzero(judged["rlnSelected"]), judged)
         if main:
             self.write_volume(run.path / "volume.mrc")
             write_particle_files(run.path / "particles.star", self.particles, rot, origin,
@@ -274,6 +277,19 @@ class Trainer:
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
         return {"rotations": rot, "origins_A": origin}
+
+    def classify(self, poses, rows: np.ndarray, columns: dict) -> tuple[np.ndarray, np.ndarray]:
+        """``cfg.classes`` classes of the particles ``rows`` (``train/classes.py``): writes
+        OUT/volume_class{k}.mrc, adds rlnClassNumber to ``columns`` (0: not kept, not classified)
+        and returns every particle's pose in its class's map."""
+        result = classify(self.volume, self.data, rows, poses, self.cfg.classes, self.pose_settings(),
+                          seed=self.cfg.seed, log=self.run.log)
+        columns["rlnClassNumber"] = result.labels
+        for k, volume in enumerate(result.volumes, 1):
+            if dist.is_main():
+                write_map(self.run.path / f"volume_class{k}.mrc", volume_to_map(volume, self.cfg.train_box).numpy(),
+                          self.data.apix)
+        return result.poses
 
     def pose_settings(self) -> PoseSettings:
         return PoseSettings(self.radius(), self.cfg.loss == "symmetric", self.device, self.cfg.workers, self.progress)
