@@ -58,7 +58,7 @@ def classify(volume, data: TrainingData, rows: np.ndarray, poses: Poses, k: int,
     """K classes of the particles ``rows`` (module docstring), starting from their ``poses`` in
     the map ``volume`` holds; a search at ``box`` (Fourier-cropped), ``rounds`` rounds; the ab
     initio seeds from at most ``warm_subset`` particles each."""
-    n, rows = len(data.particles), np.asarray(rows)
+    rows = np.asarray(rows)
     box = min(box, data.train_box)
     to_px = 1.0 / (data.apix * data.train_box / box)  # Å → pixels of the small box
     spectra, c = small_box_inputs(data, rows, box)
