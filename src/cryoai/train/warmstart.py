@@ -24,9 +24,8 @@ frequency marching) failed on CTF + shift data and on small particles:
 3. **Refinement.** ``iterations`` passes over the whole subset on the clean images: the first a
    global search on the fine grid, the rest local (each pose perturbed by a shrinking step,
    shifts by a sub-pixel step), with the radius marching to b/2.
-Junk: the subset holds the data's share of it, which fits worst. From a third of the SGD steps
-on, each batch updates the map with its best-fitting ``fit_fraction`` alone, and after the first
-refinement pass the map is made from the subset's (by correlation, ``train/scores.py``).
+Junk (the subset holds the data's share; it fits worst): from a third of the SGD on, the map is made
+from the best-fitting ``fit_fraction`` of each batch, after the first refinement pass of the subset.
 
 The map is reconstructed each time with a Wiener term relative to each shell
 (``reconstruct_in_box(per_shell=True)``): a flat term swamps the low frequencies, where the CTF
@@ -76,8 +75,8 @@ class WarmStartConfig:
     Refinement: ``iterations`` full passes, radius marching from ``radius_sgd_end_px`` to b/2
     over the first half of them and held there; the first ``global_iterations`` search the full
     grid, the rest search locally with rotation steps shrinking geometrically over
-    ``local_step_deg`` and shift steps ``local_shift_px``, origins kept within ``max_shift_px``;
-    after the first pass, the map from the best-fitting ``fit_fraction`` of the images (1: all).
+    ``local_step_deg`` and shift steps ``local_shift_px``, origins kept within ``max_shift_px``.
+    ``fit_fraction``: the share of the best-fitting images the map is made from (module docstring; 1: all).
 
     The map: Wiener term ``regularisation`` relative to each shell, confined to a sphere of
     ``mask_radius_px`` (default: the particle radius estimated from the random-pose
@@ -272,12 +271,10 @@ class WarmStart:
                 self.record("sgd", radius, noise_var, previous, weights, step=step + 1, added_noise_var=added)
                 previous = self.rotations.clone()
 
-    def sgd_step(self, batch: int, radius: float, added: float, scale: float,
-                 prune: bool = False) -> tuple[torch.Tensor, float]:
-        """One step on a random batch: E-step with noise of variance ``added`` per coefficient,
-        then the sums move ``sgd_rate`` towards the batch's back-projection × ``scale`` (with
-        ``prune``, of its best-fitting ``fit_fraction`` alone). Returns the batch's top-k weights
-        and the E-step's noise variance."""
+    def sgd_step(self, batch: int, radius: float, added: float, scale: float, prune: bool = False) -> tuple[torch.Tensor, float]:
+        """One step on a random batch: E-step with noise of variance ``added`` per coefficient, then
+        the sums move ``sgd_rate`` towards the batch's (with ``prune``, its best-fitting ``fit_fraction``'s)
+        back-projection × ``scale``. Returns the batch's top-k weights and the E-step's noise variance."""
         rate = self.cfg.sgd_rate
         idx = torch.randperm(self.m, generator=self.gen)[:batch]
         noise = torch.complex(torch.randn(batch, self.X.shape[1], generator=self.gen),
@@ -286,8 +283,8 @@ class WarmStart:
                                                              radius, self.rotation_grid_for(radius))
         self.rotations[idx], self.origins[idx] = rot[:, 0], origin[:, 0]
         kept = self.best_fitting(radius, idx) if prune else torch.ones(batch, dtype=torch.bool)
-        scale, idx, w = scale * batch / int(kept.sum()), idx[kept], weights[kept]
-        nb, db = self.backproject(self.X[idx], self.C[idx], rot[kept], origin[kept], w)
+        nb, db = self.backproject(self.X[idx[kept]], self.C[idx[kept]], rot[kept], origin[kept], weights[kept])
+        scale = scale * batch / int(kept.sum())
         self.numerator = (1 - rate) * self.numerator + rate * scale * nb
         self.denominator = (1 - rate) * self.denominator + rate * scale * db
         self.spectrum = self.reconstruct()
@@ -335,22 +332,19 @@ class WarmStart:
                 rot, origin, weights, noise_var = self.local_search(radius, step_deg)
             self.rotations, self.origins = rot[:, 0].clone(), origin[:, 0].clone()
             kept = self.best_fitting(radius) if it > 0 else torch.ones(self.m, dtype=torch.bool)
-            self.numerator, self.denominator = self.backproject(self.X[kept], self.C[kept], rot[kept], origin[kept],
-                                                                weights[kept])
+            self.numerator, self.denominator = self.backproject(self.X[kept], self.C[kept], rot[kept], origin[kept], weights[kept])
             self.spectrum = self.reconstruct()
             self.record("refine", radius, noise_var, previous, weights, kept=float(kept.float().mean()))
 
     def best_fitting(self, radius: float, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Bool per image of ``rows`` (default all): the ``fit_fraction`` of them best correlated
-        with their projection at the current poses and map, within ``radius``."""
+        """Bool per image of ``rows`` (default all): the ``fit_fraction`` best correlated with their projection."""
         rows = torch.arange(self.m) if rows is None else rows
         corr = self.fit_correlations(rows, self.rotations[rows], self.origins[rows], radius)
         return corr >= torch.sort(corr, descending=True).values[max(1, round(self.cfg.fit_fraction * len(rows))) - 1]
 
     def fit_correlations(self, rows: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor, radius: float,
                          chunk: int = 256) -> torch.Tensor:
-        """Correlation of the images ``rows`` with their projection of the current map at the
-        poses (n, 3, 3), (n, 2) px, within ``radius`` (``train/scores.correlation``)."""
+        """Correlation (``train/scores.py``) of images ``rows`` with the map's projection at poses (n, 3, 3), (n, 2) px."""
         keep = self.radii <= radius
         freqs, volume = self.freqs[keep], SpectrumVolume(self.spectrum)
         corr = torch.empty(len(rows))
