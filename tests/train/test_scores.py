@@ -97,3 +97,5 @@ def test_auto_threshold_splits_two_modes_and_keeps_one_mode():
     skewed = rng.gamma(4.0, 0.1, 1000)  # one mode, skewed: a mixture fits better, but it is not two
     threshold, why = auto_threshold(skewed)
     assert threshold is None and "unimodal" in why
+    close = np.r_[rng.normal(0.865, 0.015, 40), rng.normal(0.903, 0.016, 80)]  # a 6-step run on the clean tiny set
+    assert keep_mask(close, "auto").all()

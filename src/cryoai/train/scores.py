@@ -33,6 +33,7 @@ from cryoai.train.decoder import loss_frequencies
 
 AUTO_SEPARATION = 2.0  # Ashman's D two components need to count as bimodal
 AUTO_MAX_REJECT = 0.6  # the lower component may hold at most this share of the particles
+AUTO_MIN_GAP = 0.3  # and its mean correlation must be this far below the upper's, relative to it
 
 
 @dataclass
@@ -137,8 +138,9 @@ def keep_mask(corr: np.ndarray, keep: str | float, log: Callable[[str], None] = 
 def auto_threshold(corr: np.ndarray) -> tuple[float | None, str]:
     """A threshold between the two components of a 1-D two-Gaussian mixture fitted to the scores,
     where the lower one's posterior falls to ½; None (keep all) when the scores look unimodal:
-    components closer than ``AUTO_SEPARATION`` (Ashman's D) or a lower one holding more than
-    ``AUTO_MAX_REJECT`` of the particles. Returns (threshold, the reason in words)."""
+    components closer than ``AUTO_SEPARATION`` (Ashman's D) or than ``AUTO_MIN_GAP`` of the upper
+    mean (clean sets can split into two tight modes of nearly equal fit), or a lower one holding
+    more than ``AUTO_MAX_REJECT`` of the particles. Returns (threshold, the reason in words)."""
     if len(corr) < 20:
         return None, f"only {len(corr)} particles, too few to judge: all kept"
     weights, means, sds = gaussian_mixture_2(corr)
@@ -146,7 +148,8 @@ def auto_threshold(corr: np.ndarray) -> tuple[float | None, str]:
     separation = math.sqrt(2) * (means[hi] - means[lo]) / math.sqrt(sds[lo] ** 2 + sds[hi] ** 2)
     fit = (f"mixture of {weights[lo]:.0%} at {means[lo]:.3f} ± {sds[lo]:.3f} and {weights[hi]:.0%} at "
            f"{means[hi]:.3f} ± {sds[hi]:.3f} (separation D = {separation:.1f})")
-    if separation < AUTO_SEPARATION or weights[lo] > AUTO_MAX_REJECT:
+    gap = (means[hi] - means[lo]) / max(abs(means[hi]), 1e-12)
+    if separation < AUTO_SEPARATION or gap < AUTO_MIN_GAP or weights[lo] > AUTO_MAX_REJECT:
         return None, f"scores unimodal ({fit}): all kept"
     grid = np.linspace(means[lo], means[hi], 1001)
     dens = [w * np.exp(-0.5 * ((grid - mu) / sd) ** 2) / sd for w, mu, sd in zip(weights, means, sds)]
