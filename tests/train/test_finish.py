@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from cryoai.data.particles import load_particles
 from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
 from cryoai.data.training_data import TrainingData
-from cryoai.train.finish import PoseSettings, final_map_and_poses, final_subset, finish_seconds
+from cryoai.train.finish import PoseSettings, final_map_and_poses, final_subset, finish_seconds, load_reconstruction
 from cryoai.train.predict import refinement_radius
 from cryoai.train.trainer import build_models
 from helpers import tiny_config
@@ -50,3 +51,24 @@ def test_final_map_and_poses_from_explicit_models(tiny_data):
     assert rounds == [1, 2] and len(lines) == 3 and "all 60 particles" in lines[-1]
     assert not np.allclose(volume.values.detach().numpy(), before.numpy())
     assert finish_seconds(encoder, volume, tiny_data, how, 20, 2) > 0
+
+
+def test_the_final_map_is_reconstructed_from_the_rows_kept(tiny_data):
+    """``map_rows`` chooses the rows of the final map, given every pose while the volume still
+    holds the map they were refined against: the map is the reconstruction of those rows alone."""
+    encoder, volume = build_models(tiny_config(), "cpu")
+    how = PoseSettings(radius=8.0, symmetric=True)
+    seen = []
+
+    def first_half(poses):
+        seen.append(poses[0].shape)
+        return np.arange(30)
+
+    rot, origin = final_map_and_poses(encoder, volume, tiny_data, how, subset_size=60, rounds=1, seed=0,
+                                      map_rows=first_half)
+    assert seen == [(60, 3, 3)]
+    final = volume.values.detach().clone()
+    load_reconstruction(volume, tiny_data, np.arange(30), (rot, origin), how)
+    assert torch.allclose(final, volume.values.detach())
+    load_reconstruction(volume, tiny_data, np.arange(60), (rot, origin), how)
+    assert not torch.allclose(final, volume.values.detach(), atol=1e-4)

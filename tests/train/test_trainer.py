@@ -27,12 +27,15 @@ def test_train_writes_a_run_directory(tiny_set, tmp_path):
     """A run writes the map with its voxel size, poses for every particle, log, metrics, checkpoint."""
     particles = load_particles(tiny_set / "particles.star")
     run = RunDir(tmp_path / "run", quiet=True)
-    Trainer(particles, tiny_config(), run, progress=False).fit()
+    Trainer(particles, tiny_config(keep="0.75"), run, progress=False).fit()
     run.close()
     vol, apix = read_map(tmp_path / "run" / "volume.mrc")
     assert vol.shape == (16, 16, 16) and apix == pytest.approx(8.0)
     out = starfile.read(tmp_path / "run" / "particles.star")
     assert len(out["particles"]) == 120
+    kept = out["particles"]["rlnSelected"].to_numpy()  # --keep 0.75: the best 90 by their fit score
+    score = out["particles"]["rlnLogLikeliContribution"].to_numpy()
+    assert kept.sum() == 90 and score[kept == 1].min() >= score[kept == 0].max()
     assert {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"} <= set(out["particles"].columns)
     steps = [json.loads(line)["step"] for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert steps[0] == 0 and steps[-1] == 6
@@ -93,6 +96,7 @@ def test_cli_train_predict_and_halves(tiny_set, tmp_path, capsys):
     """`cryoai train`, `cryoai predict` and `cryoai train --halves` from the command line."""
     star = str(tiny_set / "particles.star")
     assert cli(["train", star, "-o", str(tmp_path / "r"), "--steps", "3", "--batch-size", "8", "--quiet"]) == 0
+    assert starfile.read(tmp_path / "r" / "particles.star")["particles"]["rlnSelected"].mean() >= 0.95  # auto, clean set
     assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "view.cxc").is_file()
     assert cli(["predict", str(tmp_path / "r"), star, "-o", str(tmp_path / "p.star"), "--quiet"]) == 0
     pred = starfile.read(tmp_path / "p.star")["particles"]

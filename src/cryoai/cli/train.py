@@ -70,8 +70,26 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="default 0")
     parser.add_argument("--halves", action="store_true",
                         help="gold standard: two independent half-set reconstructions, half maps and their FSC")
+    parser.add_argument("--keep", type=_keep_option, metavar="auto|all|FRACTION",
+                        help="the final map from the particles that fit: auto (default; a threshold on the fit "
+                             "scores when they are bimodal, else all), all, or the best FRACTION; every particle "
+                             "stays in particles.star with its score and rlnSelected 1 (kept) or 0")
+    parser.add_argument("--classes", type=int, metavar="K",
+                        help="K > 1: K classes after the finish (heterogeneous refinement), rlnClassNumber and "
+                             "OUT/volume_class{k}.mrc")
     parser.add_argument("--resume", action="store_true", help="continue OUT from checkpoints/last.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or log on the terminal")
+
+
+def _keep_option(value: str) -> str:
+    """--keep, checked (``train/scores.parse_keep``) and stored as given."""
+    from cryoai.train.scores import parse_keep
+
+    try:
+        parse_keep(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give auto, all or a fraction in (0, 1], e.g. 0.8") from None
+    return value
 
 
 def pick_device(name: str) -> str:
@@ -113,7 +131,9 @@ def apply_options(cfg, args: argparse.Namespace, n_particles: int, box: int):
              "seed": args.seed, "max_minutes": args.max_minutes, "invert": args.invert or None,
              "workers": args.workers, "precision": args.precision, "compile": args.compile or None,
              "warm_start": False if args.no_warm_start else None, "steps": args.steps,
-             "symmetry": getattr(args, "symmetry", None)}
+             "symmetry": getattr(args, "symmetry", None), "keep": args.keep, "classes": args.classes}
+    if args.classes is not None and args.classes < 1:
+        raise InputError(f"--classes {args.classes}: give the number of classes, 1 or more")
     for key, value in given.items():
         if value is not None:
             setattr(cfg, key, value)

@@ -39,6 +39,9 @@ class TrainConfig:
     warm_iterations: int = 14
     final_iterations: int = 4  # after training: reconstruct from the poses, refine them, repeat …
     final_subset: int = 20000  # … on this many particles; then one pass over all of them
+    # junk (train/scores.py, train/classes.py)
+    keep: str = "auto"  # the final map from: "all", "auto" (a threshold on the fit scores) or the best FRACTION
+    classes: int = 1  # K > 1: a heterogeneous refinement into K classes after the finish
     # speed (for a GPU: measure before relying on them)
     precision: str = "fp32"  # "bf16": the encoder's CNN under bfloat16 autocast
     compile: bool = False  # torch.compile the encoder
@@ -86,7 +89,8 @@ def fit_to_box(cfg: TrainConfig, box: int) -> TrainConfig:
 
 # What a resumed run may change: how long and how fast it runs, and how often it reports;
 # every other field fixes what the checkpoint holds or the order the data are drawn in.
-RESUMABLE_FIELDS = ("max_minutes", "workers", "compile", "log_every", "checkpoint_every", "volume_every")
+RESUMABLE_FIELDS = ("max_minutes", "workers", "compile", "log_every", "checkpoint_every", "volume_every",
+                    "keep", "classes")  # the last two choose what the finish does with the poses
 
 
 def config_from_dict(values: dict) -> TrainConfig:

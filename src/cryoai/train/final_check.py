@@ -39,23 +39,25 @@ SCORE_COLUMN = "rlnLogLikeliContribution"
 
 
 def final_check(encoder, volume, data: TrainingData, poses: Poses, how: PoseSettings, run: RunDir,
-                seed: int, training_frame: np.ndarray | None = None) -> dict:
+                seed: int, training_frame: np.ndarray | None = None, rows: np.ndarray | None = None) -> dict:
     """Half maps from the final ``poses`` (RELION matrices, origins in Å), pose stability on up
     to ``STABILITY_ROWS`` particles (the encoder's pose, unrefined, against the final one, or
     against ``training_frame``: the final rotations before a ``--symmetry`` finish turned them
-    out of the encoder's frame), the checks, and the files (module docstring). Every torchrun
+    out of the encoder's frame), the checks, and the files (module docstring). ``rows``: the
+    particles the map is made from (``--keep``; None: all), the only ones checked. Every torchrun
     rank calls it (the reconstructions and predictions are shared); rank 0 writes. Returns the
     verdict record."""
     rot, origin = poses
     reference = rot if training_frame is None else training_frame
-    halves = half_maps(data, np.arange(len(rot)), rot, origin, volume.oversample, seed, how.workers)
-    sample = final_subset(len(rot), STABILITY_ROWS, seed)
+    rows = np.arange(len(rot)) if rows is None else np.asarray(rows)
+    halves = half_maps(data, rows, rot[rows], origin[rows], volume.oversample, seed, how.workers)
+    sample = rows[final_subset(len(rows), STABILITY_ROWS, seed)]
     encoder_rot, _ = predict_poses_sharded(encoder, volume, data, how.radius, how.symmetric, device=how.device,
                                            progress=False, indices=sample, refine=False, workers=how.workers)
     stability = dg.pose_stability(geodesic_distance_deg(encoder_rot, reference[sample]))
     if not dist.is_main():
         return {}
-    return record_verdict(run, halves.maps, data.apix, rot, [stability], gold=False)
+    return record_verdict(run, halves.maps, data.apix, rot[rows], [stability], gold=False)
 
 
 def gold_standard_check(run: RunDir, half1: np.ndarray, half2: np.ndarray, apix: float, rotations: np.ndarray) -> dict:

@@ -3,7 +3,8 @@
 On a fixed-size subset (``final_subset`` particles, all of them in a smaller set): poses from
 the encoder with local refinement, then ``rounds`` of direct reconstruction and refinement
 against it. Then every particle gets its pose from the encoder, refined against that map (the
-subset keeps its own), and the final map is reconstructed from all of them. Only the last two
+subset keeps its own), and the final map is reconstructed from all of them (or from those the
+caller keeps: ``map_rows``, e.g. by the fit scores of ``train/scores.py``). Only the last two
 passes grow with the data set. Functions of the models and data, so that a benchmark can time
 any part (``benchmarks/million.py``); under torchrun every rank calls them and each does its
 share of every pass.
@@ -111,9 +112,11 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
 
 def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, subset_size: int, rounds: int,
                         seed: int, after_round: Callable[[int], None] = lambda k: None,
-                        log: Callable[[str], None] = lambda line: None) -> Poses:
+                        log: Callable[[str], None] = lambda line: None,
+                        map_rows: Callable[[Poses], np.ndarray] | None = None) -> Poses:
     """The finish (module docstring): returns every particle's pose and leaves ``volume`` holding
-    the map reconstructed from all of them."""
+    the map reconstructed from them: all, or the rows ``map_rows(poses)`` chooses (called with
+    ``volume`` still holding the map every pose was refined against, e.g. to score the fits)."""
     n = len(data.particles)
     subset = final_subset(n, subset_size, seed)
     rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log)
@@ -123,7 +126,8 @@ def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, 
         log(f"poses for all {n} particles predicted and refined")
     else:
         rot, origin = rot_s, origin_s
-    load_reconstruction(volume, data, np.arange(n), (rot, origin), how)
+    rows = np.arange(n) if map_rows is None else map_rows((rot, origin))
+    load_reconstruction(volume, data, rows, (rot, origin), how)
     return rot, origin
 
 

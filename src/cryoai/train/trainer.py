@@ -36,6 +36,7 @@ from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
 from cryoai.train import schedule
 from cryoai.train.batches import batches
+from cryoai.train.classes import classify
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
 from cryoai.train.decoder import encode_both, loss_frequencies
@@ -44,6 +45,7 @@ from cryoai.train.finish import PoseSettings, final_map_and_poses, finish_second
 from cryoai.train.predict import predict_poses
 from cryoai.train.run_dir import RunDir
 from cryoai.train.schedule import loss_radius
+from cryoai.train.scores import judge_particles, parse_keep
 from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
 from cryoai.train.warmstart import WarmStartConfig, warm_start
 
@@ -257,9 +259,19 @@ class Trainer:
             if main:
                 self.write_volume(run.path / "volumes" / f"final_round_{k}.mrc")
 
+        judged: dict = {}
+
+        def kept_rows(poses) -> np.ndarray:  # the fit scores against the map every pose was refined against
+            judged.update(judge_particles(self.volume, self.data, poses, parse_keep(self.cfg.keep), self.device,
+                                          self.cfg.workers, run.log))
+            return np.flatnonzero(judged["rlnSelected"])
+
         rot, origin = final_map_and_poses(self.encoder, self.volume, self.data, self.pose_settings(),
                                           self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
-                                          write_round, run.log)
+                                          write_round, run.log, map_rows=kept_rows)
+        kept = np.flatnonzero(judged["rlnSelected"])
+        if self.cfg.classes > 1:
+            rot, origin = self.classify((rot, origin), kept, judged)
         turned, training_frame = None, None
         if self.cfg.symmetry.strip().upper() != "C1":  # poses and map written in RELION's orientation
             from cryoai.train.symmetric_finish import symmetric_finish
@@ -273,13 +285,27 @@ class Trainer:
                 self.write_volume(run.path / "volume.mrc")
             else:
                 write_map(run.path / "volume.mrc", turned, self.data.apix)
-            write_particle_files(run.path / "particles.star", self.particles, rot, origin)  # + particles.cs for .cs input
+            write_particle_files(run.path / "particles.star", self.particles, rot, origin,
+                                 extra_columns=judged)  # + particles.cs for .cs input
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
         final_check(self.encoder, self.volume, self.data, (rot, origin), self.pose_settings(), run, self.cfg.seed,
-                    training_frame)
+                    training_frame, rows=kept)
         return {"rotations": rot, "origins_A": origin}
+
+    def classify(self, poses, rows: np.ndarray, columns: dict) -> tuple[np.ndarray, np.ndarray]:
+        """``cfg.classes`` classes of the particles ``rows`` (``train/classes.py``): writes
+        OUT/volume_class{k}.mrc, adds rlnClassNumber to ``columns`` (0: not kept, not classified)
+        and returns every particle's pose in its class's map."""
+        result = classify(self.volume, self.data, rows, poses, self.cfg.classes, self.pose_settings(),
+                          seed=self.cfg.seed, log=self.run.log)
+        columns["rlnClassNumber"] = result.labels
+        for k, volume in enumerate(result.volumes, 1):
+            if dist.is_main():
+                write_map(self.run.path / f"volume_class{k}.mrc", volume_to_map(volume, self.cfg.train_box).numpy(),
+                          self.data.apix)
+        return result.poses
 
     def pose_settings(self) -> PoseSettings:
         return PoseSettings(self.radius(), self.cfg.loss == "symmetric", self.device, self.cfg.workers, self.progress)

@@ -24,6 +24,8 @@ frequency marching) failed on CTF + shift data and on small particles:
 3. **Refinement.** ``iterations`` passes over the whole subset on the clean images: the first a
    global search on the fine grid, the rest local (each pose perturbed by a shrinking step,
    shifts by a sub-pixel step), with the radius marching to b/2.
+Junk (the subset holds the data's share; it fits worst): from a third of the SGD on, the map is made
+from the best-fitting ``fit_fraction`` of each batch, after the first refinement pass of the subset.
 
 The map is reconstructed each time with a Wiener term relative to each shell
 (``reconstruct_in_box(per_shell=True)``): a flat term swamps the low frequencies, where the CTF
@@ -48,9 +50,10 @@ import torch
 from cryoai.geometry.grids import half_plane_disc, ifft3_centered, radius_grid_3d
 from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.physics.backprojection import backproject, reconstruct_in_box
-from cryoai.physics.image_model import factored_residuals, image_factors, slice_factors, squared_residuals
+from cryoai.physics.image_model import factored_residuals, image_factors, modulate, slice_factors, squared_residuals
 from cryoai.physics.shifts import origin_phase
 from cryoai.physics.slicing import SpectrumVolume, project
+from cryoai.train.scores import correlation
 
 OVERSAMPLE = 2  # the reconstruction grid is OVERSAMPLE·b per side (accurate trilinear gridding)
 
@@ -73,6 +76,7 @@ class WarmStartConfig:
     over the first half of them and held there; the first ``global_iterations`` search the full
     grid, the rest search locally with rotation steps shrinking geometrically over
     ``local_step_deg`` and shift steps ``local_shift_px``, origins kept within ``max_shift_px``.
+    ``fit_fraction``: the share of the best-fitting images the map is made from (module docstring; 1: all).
 
     The map: Wiener term ``regularisation`` relative to each shell, confined to a sphere of
     ``mask_radius_px`` (default: the particle radius estimated from the random-pose
@@ -100,6 +104,7 @@ class WarmStartConfig:
     global_iterations: int = 1
     local_step_deg: tuple[float, float] = (5.0, 1.5)
     local_shift_px: float = 0.25
+    fit_fraction: float = 0.8
 
 
 @dataclass
@@ -260,16 +265,16 @@ class WarmStart:
         for step in range(steps):
             radius = cfg.radius_start_px + (self.radius_sgd_end - cfg.radius_start_px) * step / max(steps - 1, 1)
             added = max(0.0, cfg.noise_floor * power - clean_var)
-            weights, noise_var = self.sgd_step(batch, radius, added, m / batch)
+            weights, noise_var = self.sgd_step(batch, radius, added, m / batch, prune=step >= steps // 3)
             clean_var = max(0.0, noise_var - added)
             if (step + 1) % epoch == 0 or step == steps - 1:
                 self.record("sgd", radius, noise_var, previous, weights, step=step + 1, added_noise_var=added)
                 previous = self.rotations.clone()
 
-    def sgd_step(self, batch: int, radius: float, added: float, scale: float) -> tuple[torch.Tensor, float]:
-        """One step on a random batch: E-step with noise of variance ``added`` per coefficient,
-        then the sums move ``sgd_rate`` towards the batch's back-projection × ``scale``.
-        Returns the batch's top-k weights and the E-step's noise variance."""
+    def sgd_step(self, batch: int, radius: float, added: float, scale: float, prune: bool = False) -> tuple[torch.Tensor, float]:
+        """One step on a random batch: E-step with noise of variance ``added`` per coefficient, then
+        the sums move ``sgd_rate`` towards the batch's (with ``prune``, its best-fitting ``fit_fraction``'s)
+        back-projection × ``scale``. Returns the batch's top-k weights and the E-step's noise variance."""
         rate = self.cfg.sgd_rate
         idx = torch.randperm(self.m, generator=self.gen)[:batch]
         noise = torch.complex(torch.randn(batch, self.X.shape[1], generator=self.gen),
@@ -277,7 +282,9 @@ class WarmStart:
         rot, origin, weights, noise_var = self.global_search(self.X[idx] + noise * math.sqrt(added / 2), self.C[idx],
                                                              radius, self.rotation_grid_for(radius))
         self.rotations[idx], self.origins[idx] = rot[:, 0], origin[:, 0]
-        nb, db = self.backproject(self.X[idx], self.C[idx], rot, origin, weights)
+        kept = self.best_fitting(radius, idx) if prune else torch.ones(batch, dtype=torch.bool)
+        nb, db = self.backproject(self.X[idx[kept]], self.C[idx[kept]], rot[kept], origin[kept], weights[kept])
+        scale = scale * batch / int(kept.sum())
         self.numerator = (1 - rate) * self.numerator + rate * scale * nb
         self.denominator = (1 - rate) * self.denominator + rate * scale * db
         self.spectrum = self.reconstruct()
@@ -324,9 +331,28 @@ class WarmStart:
                 step_deg = cfg.local_step_deg[0] * (cfg.local_step_deg[1] / cfg.local_step_deg[0]) ** frac
                 rot, origin, weights, noise_var = self.local_search(radius, step_deg)
             self.rotations, self.origins = rot[:, 0].clone(), origin[:, 0].clone()
-            self.numerator, self.denominator = self.backproject(self.X, self.C, rot, origin, weights)
+            kept = self.best_fitting(radius) if it > 0 else torch.ones(self.m, dtype=torch.bool)
+            self.numerator, self.denominator = self.backproject(self.X[kept], self.C[kept], rot[kept], origin[kept], weights[kept])
             self.spectrum = self.reconstruct()
-            self.record("refine", radius, noise_var, previous, weights)
+            self.record("refine", radius, noise_var, previous, weights, kept=float(kept.float().mean()))
+
+    def best_fitting(self, radius: float, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Bool per image of ``rows`` (default all): the ``fit_fraction`` best correlated with their projection."""
+        rows = torch.arange(self.m) if rows is None else rows
+        corr = self.fit_correlations(rows, self.rotations[rows], self.origins[rows], radius)
+        return corr >= torch.sort(corr, descending=True).values[max(1, round(self.cfg.fit_fraction * len(rows))) - 1]
+
+    def fit_correlations(self, rows: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor, radius: float,
+                         chunk: int = 256) -> torch.Tensor:
+        """Correlation (``train/scores.py``) of images ``rows`` with the map's projection at poses (n, 3, 3), (n, 2) px."""
+        keep = self.radii <= radius
+        freqs, volume = self.freqs[keep], SpectrumVolume(self.spectrum)
+        corr = torch.empty(len(rows))
+        for first in range(0, len(rows), chunk):
+            part, r = slice(first, first + chunk), rows[first : first + chunk]
+            model = modulate(project(volume, rotations[part], freqs), freqs, self.C[r][:, keep], origins[part])
+            corr[part] = correlation(self.X[r][:, keep], model, torch.ones(len(freqs)))
+        return corr
 
     def local_search(self, radius: float, step_deg: float,
                      chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
