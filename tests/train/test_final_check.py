@@ -41,7 +41,8 @@ def test_a_tiny_run_writes_half_maps_fsc_and_a_verdict(tiny_set, tmp_path):
     assert verdict["label"] == "halves share one refinement: optimistic, not gold standard" and not verdict["gold_standard"]
     assert len(verdict["fsc"]) == 9 and verdict["verdict"] in ("pass", "warn")
     names = [d["name"] for d in verdict["diagnostics"]]
-    assert names == ["half-map resolution", "non-spherical agreement", "viewing-direction coverage", "pose stability"]
+    assert names == ["half-map resolution", "non-spherical agreement", "viewing-direction coverage", "pose stability",
+                     "figure-of-merit separation"]  # train writes rlnLogLikeliContribution (train/scores.py)
     log = (out / "log.txt").read_text()
     assert "FSC 0.143 at" in log and "optimistic" in log
 
