@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cryoai.data.noise_spectrum import estimate_noise_spectrum
 from cryoai.data.particle_export import write_particle_files
 from cryoai.data.particles import ParticleSet
 from cryoai.data.training_data import Batch, TrainingData, crop_spectra
@@ -32,12 +33,12 @@ from cryoai.models.encoder import PoseEncoder
 from cryoai.models.fouriernet import FourierNet
 from cryoai.models.volume_map import volume_to_map
 from cryoai.models.voxel import VoxelVolume
-from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
 from cryoai.train import schedule
 from cryoai.train.batches import batches
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
+from cryoai.train.contrast import contrast_scales
 from cryoai.train.decoder import encode_both, loss_frequencies
 from cryoai.train.finish import PoseSettings, final_map_and_poses, finish_seconds, reconstruct
 from cryoai.train.predict import predict_poses
@@ -67,6 +68,11 @@ class Trainer:
         self.particles, self.cfg, self.run, self.device, self.progress = particles, cfg, run, device, progress
         self.data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert, seed=cfg.seed)
         cfg.train_box, cfg.encoder_box = self.data.train_box, self.data.encoder_box
+        if cfg.whiten:  # the noise model: spectra and model whitened from here on (data/training_data.py)
+            self.data.noise = estimate_noise_spectrum(self.data, cfg.particle_diameter_A, seed=cfg.seed)
+            run.log(self.data.noise.summary())
+            if dist.is_main():
+                self.data.noise.write(run.path / "noise_spectrum.txt")
         torch.manual_seed(cfg.seed)
         self.encoder, self.volume = build_models(cfg, device)
         self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
@@ -117,13 +123,9 @@ class Trainer:
         b = min(cfg.warm_box, data.train_box)
         spectra = torch.cat([crop_spectra(data.batch(self.subset[i : i + 512]).spectra, b)
                              for i in range(0, len(self.subset), 512)])
-        apix_b = data.apix * data.train_box / b
         freqs = freq_grid_2d(b).reshape(-1, 2)
-        if self.particles.ctf is not None:
-            params = self.particles.ctf[self.subset].to_torch(torch.float32)
-            ctf_values = ctf(freqs / apix_b, params).reshape(-1, b, b)
-        else:
-            ctf_values = torch.ones(len(self.subset), b, b)
+        ctf_values = data.model_filter(self.subset, freqs * (b / data.train_box))  # CTF × whitening, as the spectra
+        ctf_values = torch.ones(len(self.subset), b, b) if ctf_values is None else ctf_values.reshape(-1, b, b)
         t0 = time.time()
         result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed),
                             log=self.run.log)
@@ -258,9 +260,14 @@ class Trainer:
         rot, origin = final_map_and_poses(self.encoder, self.volume, self.data, self.pose_settings(),
                                           self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
                                           write_round, run.log)
+        scales = contrast_scales(self.volume, self.data, np.arange(len(rot)), torch.from_numpy(rot).float(),
+                                 torch.from_numpy(origin / self.data.apix).float(), device=self.device)
+        run.log(f"contrast scales (rlnCtfScalefactor): 10/50/90 % at "
+                + "/".join(f"{q:.2f}" for q in np.percentile(scales, [10, 50, 90])))
         if main:
             self.write_volume(run.path / "volume.mrc")
-            write_particle_files(run.path / "particles.star", self.particles, rot, origin)  # + particles.cs for .cs input
+            write_particle_files(run.path / "particles.star", self.particles, rot, origin,  # + particles.cs for .cs input
+                                 extra_columns={"rlnCtfScalefactor": scales})
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
         run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
                 f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
