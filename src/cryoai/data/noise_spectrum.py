@@ -6,8 +6,8 @@ training-box grid, orthonormal 2D FFT (E|F(k)|² = p[round|k|]; white noise of s
 deviation σ per pixel has p ≡ σ²); frequencies beyond box//2 (the corners) use p[box//2]. The
 units are those of the normalised training images (``TrainingData``).
 
-Estimator (as RELION's sigma2_noise estimate, from the background): each image x is multiplied
-by a background mask b (0 inside the particle's circle of radius R, rising to 1 over a cosine
+Estimator (as RELION's sigma2_noise estimate, from the background): each image x, less its
+background's mean (the offset global normalisation leaves), is multiplied by a background mask b (0 inside the particle's circle of radius R, rising to 1 over a cosine
 edge of ``EDGE_PX`` pixels), its periodogram |FFT(b·x)|²/L² averaged over the images and over
 each shell, and divided by mean(b²), the fraction of the box the mask keeps. Its expectation is
 the true spectrum convolved with the mask's normalised power transfer |B̂|²/Σ|B̂|²: exact for
@@ -18,7 +18,8 @@ correction step (``CORRECTIONS``: p ← p · observed / (p seen through the mask
 computed exactly by FFT) takes that to −5 %; more steps remove the rest but amplify the
 statistical error, which is ≈ 1/√(images · coefficients in the shell · mean(b²)) (3–5 % in the
 lowest shells from 300 images). Particle signal leaks in only where the particle extends beyond
-the mask (a diameter set too small), which raises p at low frequency.
+the mask (a diameter set too small), which raises p at low frequency. With the offsets removed
+the background says nothing of the DC term: p[0] is set to p[1].
 
 Whitening: data spectra and the model's prediction (CTF × slice) are both multiplied by
 w(k) = √(p_ref / p(k)), i.e. the squared residual is weighted by 1/p, up to the constant p_ref,
@@ -99,13 +100,16 @@ def background_power(images: torch.Tensor, radius_px: float, corrections: int = 
     if kept < 0.05:
         raise ValueError(f"a particle mask of radius {radius_px:.1f} px leaves {kept:.1%} of the {box}-px box")
     shells = shell_grid(box)
-    power = (fft2_centered(images.to(torch.float32) * mask).abs() ** 2).mean(0).double() / box**2
+    x = images.to(torch.float32)
+    x = x - (x * mask).sum((-2, -1), keepdim=True) / mask.sum()  # each image's background offset
+    power = (fft2_centered(x * mask).abs() ** 2).mean(0).double() / box**2
     observed = _shell_mean(power, shells) / kept
     transfer = torch.fft.fft2(torch.fft.ifftshift(mask.double())).abs() ** 2
     kernel_ft = torch.fft.fft2(transfer / transfer.sum())
     estimate = observed.clone()
     for _ in range(corrections):  # multiplicative fixed point: the estimate seen through the mask ≈ observed
         estimate = estimate * observed / _leaked(estimate, kernel_ft, shells).clamp_min(1e-30)
+    estimate[0] = estimate[1]  # the offsets removed, the background says nothing of the DC term
     return estimate.float()
 
 
