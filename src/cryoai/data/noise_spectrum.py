@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from cryoai.errors import InputError
 from cryoai.geometry.grids import fft2_centered, freq_indices
 from cryoai.io.atomic import atomic_path
 
@@ -98,7 +99,8 @@ def background_power(images: torch.Tensor, radius_px: float, corrections: int = 
     mask = background_mask(box, radius_px)
     kept = float((mask**2).mean())
     if kept < 0.05:
-        raise ValueError(f"a particle mask of radius {radius_px:.1f} px leaves {kept:.1%} of the {box}-px box")
+        raise InputError(f"--particle-diameter-A: a particle mask of radius {radius_px:.1f} px leaves {kept:.1%} of "
+                         f"the {box}-px box for the noise estimate; give a smaller diameter")
     shells = shell_grid(box)
     x = images.to(torch.float32)
     x = x - (x * mask).sum((-2, -1), keepdim=True) / mask.sum()  # each image's background offset

@@ -7,6 +7,10 @@ slice, ``physics.image_model.render_spectra``). s is unbiased where the map is r
 pulled towards 0 by whatever of m the data do not hold (map noise, a wrong pose, junk): so the
 radius stays where the map is known (refinement's box/4 by default). The scales are divided by
 their median, so 1 is the typical particle (RELION's convention: the CTF is multiplied by it).
+
+The final map does not use them: weighting the reconstruction as RELION does (Σ s·c·X / Σ s²·c²)
+changed the FSC against the truth by ≤ 0.01 in every shell, even with the true scales (2000
+particles, box 32, contrast ±30 %, SNR 0.3), for one more pass over the data.
 """
 
 from __future__ import annotations

@@ -40,25 +40,20 @@ class PoseSettings:
 
 
 def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
-                oversample: int, workers: int = 0, scales: np.ndarray | None = None) -> torch.Tensor:
+                oversample: int, workers: int = 0) -> torch.Tensor:
     """A direct Fourier reconstruction (oversampled grid) of ``rows`` at the given poses:
     one streaming pass of back-projection, Wiener-regularised, confined to the box. With a noise
-    spectrum (whitened batches) it is the maximum-likelihood Σ c·X/p / Σ c²/p; with per-particle
-    contrast ``scales`` (len(rows),) each CTF is multiplied by its scale (Σ s·c·X / Σ s²·c², as RELION).
+    spectrum (whitened batches) it is the maximum-likelihood Σ c·X/p / Σ c²/p.
     Under torchrun each rank back-projects its share of the rows and the sums are added up.
     ``workers`` processes read the next batches meanwhile (``batches``)."""
     box = data.train_box
     idx, freqs = loss_frequencies(box, box // 2)
     share = dist.shard_range(len(rows))
     rows, rotations, origins_px = rows[share], rotations[share], origins_px[share]
-    s = None if scales is None else torch.from_numpy(np.asarray(scales)[share]).to(torch.float32)
     size = box * oversample
     into = (torch.zeros((size,) * 3, dtype=torch.complex64), torch.zeros((size,) * 3))
     for start, b in chunked_batches(data, rows, 256, workers):
         c = b.model_filter(freqs, data.apix)  # CTF × whitening: Σ c·X/p / Σ c²/p
-        if s is not None:
-            s_b = s[start : start + 256, None]
-            c = s_b.expand(-1, len(idx)) if c is None else c * s_b
         into = backproject(b.spectra.reshape(len(b.indices), -1)[:, idx], rotations[start : start + 256], freqs,
                            box, c, origins_px[start : start + 256], oversample=oversample, into=into)
     dist.sum_tensors(*into)

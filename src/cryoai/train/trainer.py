@@ -262,7 +262,7 @@ class Trainer:
                                           write_round, run.log)
         scales = contrast_scales(self.volume, self.data, np.arange(len(rot)), torch.from_numpy(rot).float(),
                                  torch.from_numpy(origin / self.data.apix).float(), device=self.device)
-        run.log(f"contrast scales (rlnCtfScalefactor): 10/50/90 % at "
+        run.log("contrast scales (rlnCtfScalefactor): 10/50/90 % at "
                 + "/".join(f"{q:.2f}" for q in np.percentile(scales, [10, 50, 90])))
         if main:
             self.write_volume(run.path / "volume.mrc")
