@@ -41,15 +41,15 @@ def blobs(box: int, n: int = 12, sigma_px: float = 1.0, seed: int = 4) -> np.nda
     return vol.astype(np.float32)
 
 
-def problem(seed: int = 0):
-    """Known map, true poses, CTFs and the clean target spectra at the refinement frequencies."""
+def problem(seed: int = 0, n: int = N):
+    """Known map, true poses, CTFs and the clean target spectra of n images at the refinement frequencies."""
     rng = np.random.default_rng(seed)
     volume = fourier_map(torch.from_numpy(blobs(BOX)))
     keep = half_plane_disc(BOX, BOX / 4)
     freqs = freq_grid_2d(BOX).reshape(-1, 2)[keep]
-    rotations = torch.from_numpy(random_rotations(N, rng)).float()
-    origins = torch.from_numpy(rng.uniform(-1.5, 1.5, (N, 2))).float()
-    c = ctf(freqs / APIX, draw_ctf(N, Microscope(), rng).to_torch(torch.float32))
+    rotations = torch.from_numpy(random_rotations(n, rng)).float()
+    origins = torch.from_numpy(rng.uniform(-1.5, 1.5, (n, 2))).float()
+    c = ctf(freqs / APIX, draw_ctf(n, Microscope(), rng).to_torch(torch.float32))
     with torch.no_grad():
         target = render_spectra(volume, rotations, freqs, c, origins)
     return volume, freqs, rotations, origins, c, target
@@ -92,3 +92,24 @@ def test_mirror_hypotheses_are_half_turns_about_in_plane_axes():
     torch.testing.assert_close(torch.linalg.det(m), torch.ones(8), atol=1e-6, rtol=0)
     torch.testing.assert_close(m[:, 2], torch.tensor([0.0, 0.0, -1.0]).expand(8, 3), atol=1e-6, rtol=0)
     assert torch.allclose(torch.rad2deg(roma.rotmat_geodesic_distance(m, torch.eye(3))), torch.tensor(180.0), atol=0.1)
+
+
+def test_whitened_refinement_beats_plain_under_coloured_noise():
+    """Against noise 30× stronger at the lowest frequencies than at box/4 (ice-like), refinement
+    with whitened targets and CTFs (``Batch.model_filter``'s CTF × whitening) lands closer to
+    planted poses 9° away than the unwhitened one (measured: median 1.5° against 1.8°; over
+    three noise draws and three levels the whitened median was never worse)."""
+    from cryoai.data.noise_spectrum import coloured_noise, radial_values
+    from cryoai.geometry.grids import fft2_centered
+
+    volume, freqs, rotations, origins, c, target = problem(1, n=100)
+    shape = 1 + 30 * np.exp(-np.arange(BOX // 2 + 1) / 2.0)
+    p = shape * float((target.abs() ** 2).mean()) / shape.mean()
+    noise = fft2_centered(torch.from_numpy(coloured_noise((100, BOX, BOX), p, np.random.default_rng(3)))) / BOX
+    x = target + noise.reshape(100, -1)[:, half_plane_disc(BOX, BOX / 4)]
+    w = radial_values(torch.from_numpy(np.sqrt(p.mean() / p)).float()[None].expand(100, -1), freqs * BOX)
+    axes = torch.nn.functional.normalize(torch.randn(100, 3, generator=torch.Generator().manual_seed(0)), dim=1)
+    start = roma.rotvec_to_rotmat(axes * math.radians(9.0)) @ rotations
+    plain = degrees(refine_poses(volume, start, origins, x, c, freqs, mirrors=False)[0], rotations).median()
+    white = degrees(refine_poses(volume, start, origins, x * w, c * w, freqs, mirrors=False)[0], rotations).median()
+    assert white < 0.95 * plain, (float(white), float(plain))

@@ -54,25 +54,13 @@ def test_fit_score_ranks_junk_below_particles(junk_set, one_thread):
     assert roc_auc(-residual[good], -residual[kinds == "empty"]) < 0.5
 
 
-def test_white_weight_is_no_weight_and_a_weight_counts(junk_set):
-    data, volume, kinds = junk_set
-    p = data.particles
-    rows = np.arange(40)
-    poses = (p.rotations[rows], p.origins_A[rows])
-    white = fit_scores(volume, data, rows, poses).correlation
-    assert np.allclose(fit_scores(volume, data, rows, poses, weight=np.full(9, 3.0)).correlation, white, atol=1e-5)
-    low_only = np.r_[np.ones(3), np.zeros(6)]  # only shells 0-2
-    assert not np.allclose(fit_scores(volume, data, rows, poses, weight=low_only).correlation, white, atol=1e-3)
-
-
 def test_correlation_and_log_likelihood_gain():
     """c is scale free and ΔLL = K·log(‖x‖²/‖x − s·m‖²) at the best scale s."""
     gen = torch.Generator().manual_seed(0)
     m = torch.randn(3, 50, dtype=torch.complex64, generator=gen)
     x = 0.7 * m + torch.randn(3, 50, dtype=torch.complex64, generator=gen)
-    w = torch.ones(50)
-    c = correlation(x, m, w)
-    assert torch.allclose(correlation(5 * x, 0.1 * m, w), c, atol=1e-6)
+    c = correlation(x, m)
+    assert torch.allclose(correlation(5 * x, 0.1 * m), c, atol=1e-6)
     s = (x * m.conj()).real.sum(1) / (m.abs() ** 2).sum(1)
     direct = 50 * torch.log((x.abs() ** 2).sum(1) / ((x - s[:, None] * m).abs() ** 2).sum(1))
     assert np.allclose(log_likelihood_gain(c.numpy(), 50), direct.numpy(), rtol=1e-4)

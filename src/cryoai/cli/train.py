@@ -67,6 +67,10 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="no projection-matching warm start: encoder and volume learn from scratch (with "
                              "--volume fouriernet, the closest to cryoAI's published method)")
     parser.add_argument("--invert", action="store_true", help="negate images (molecule dark, e.g. not contrast-inverted at extraction)")
+    parser.add_argument("--particle-diameter-A", type=float, metavar="D",
+                        help="particle diameter (Å): the noise spectrum is estimated outside this circle (default 0.75 × the box)")
+    parser.add_argument("--no-whiten", action="store_true",
+                        help="no noise model: compare data and model unweighted (as if the noise were white)")
     parser.add_argument("--seed", type=int, help="default 0")
     parser.add_argument("--halves", action="store_true",
                         help="gold standard: two independent half-set reconstructions, half maps and their FSC")
@@ -118,7 +122,8 @@ def load_input(args: argparse.Namespace):
 # Options that fix what a checkpoint holds or the order the data are drawn in: config field → option.
 FIXED_OPTIONS = {"train_box": "--train-box", "volume": "--volume", "loss": "--loss", "seed": "--seed",
                  "batch_size": "--batch-size", "steps": "--steps", "precision": "--precision",
-                 "invert": "--invert", "warm_start": "--no-warm-start"}
+                 "invert": "--invert", "warm_start": "--no-warm-start", "whiten": "--no-whiten",
+                 "particle_diameter_A": "--particle-diameter-A"}
 
 
 def apply_options(cfg, args: argparse.Namespace, n_particles: int, box: int):
@@ -131,7 +136,8 @@ def apply_options(cfg, args: argparse.Namespace, n_particles: int, box: int):
              "seed": args.seed, "max_minutes": args.max_minutes, "invert": args.invert or None,
              "workers": args.workers, "precision": args.precision, "compile": args.compile or None,
              "warm_start": False if args.no_warm_start else None, "steps": args.steps,
-             "symmetry": getattr(args, "symmetry", None), "keep": args.keep, "classes": args.classes}
+             "symmetry": getattr(args, "symmetry", None), "keep": args.keep, "classes": args.classes,
+             "whiten": False if args.no_whiten else None, "particle_diameter_A": args.particle_diameter_A}
     if args.classes is not None and args.classes < 1:
         raise InputError(f"--classes {args.classes}: give the number of classes, 1 or more")
     for key, value in given.items():

@@ -5,6 +5,13 @@ For a batch of particle indices ``TrainingData.batch`` gives the centred spectra
 box (what the loss compares), real-space images at the encoder box (what the encoder sees) and
 the CTF parameters. Spectra are scaled so that white noise of unit variance per pixel has unit
 variance per Fourier coefficient.
+
+With a noise spectrum (``TrainingData.noise``, ``data/noise_spectrum.py``) the spectra are
+whitened here, once, and the batch carries each image's whitening filter: ``Batch.model_filter``
+(CTF × whitening) is what multiplies the slice in the model of these spectra, wherever the data
+meet the model (training loss, pose refinement, warm start, reconstruction). The encoder sees
+the whitened images too: the synthetic images it also learns from carry white noise, and the
+noise it meets at prediction is then the noise it was trained on, whatever the data's colour.
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cryoai.data.noise_spectrum import NoiseSpectrum, radial_values, shell_grid
 from cryoai.data.particles import ParticleSet
-from cryoai.geometry.grids import fft2_centered, ifft2_centered
-from cryoai.physics.ctf import CTFParams
+from cryoai.geometry.grids import fft2_centered, freq_grid_2d, ifft2_centered
+from cryoai.physics.ctf import CTFParams, ctf
 
 
 def crop_spectra(spectra: torch.Tensor, box: int) -> torch.Tensor:
@@ -26,23 +34,41 @@ def crop_spectra(spectra: torch.Tensor, box: int) -> torch.Tensor:
     return spectra[..., start : start + box, start : start + box]
 
 
+def ctf_and_whitening(ctf_params: CTFParams | None, whitening: torch.Tensor | None, freqs: torch.Tensor,
+                      apix: float, box: int) -> torch.Tensor | None:
+    """CTF × whitening filter (B, M) at freqs (M, 2) in cycles/px of the training box (``box`` px
+    of ``apix`` Å): the factor the model applies to a slice to predict whitened spectra; None when
+    there is neither a CTF nor a whitening filter (B, box//2 + 1)."""
+    c = ctf(freqs / apix, ctf_params) if ctf_params is not None else None
+    if whitening is None:
+        return c
+    w = radial_values(whitening.to(freqs.device), freqs * box)
+    return w if c is None else c * w
+
+
 @dataclass
 class Batch:
     indices: torch.Tensor  # (B,) particle rows
     spectra: torch.Tensor  # (B, Lt, Lt) complex, centred, normalised
     images: torch.Tensor  # (B, Le, Le) real, for the encoder
     ctf_params: CTFParams | None  # B particles, float32 tensors
+    whitening: torch.Tensor | None = None  # (B, Lt//2 + 1) radial filter the spectra were whitened by
+
+    def model_filter(self, freqs: torch.Tensor, apix: float) -> torch.Tensor | None:
+        """CTF × whitening (B, M) at freqs (M, 2) cycles/px of the training box (``ctf_and_whitening``)."""
+        return ctf_and_whitening(self.ctf_params, self.whitening, freqs, apix, self.spectra.shape[-1])
 
     def to(self, device) -> "Batch":
         """On ``device`` (asynchronous from pinned memory); the indices stay on the CPU."""
         def move(t: torch.Tensor | CTFParams | None) -> torch.Tensor | CTFParams | None:
             return None if t is None else t.to(device, non_blocking=True)
-        return Batch(self.indices, move(self.spectra), move(self.images), move(self.ctf_params))
+        return Batch(self.indices, move(self.spectra), move(self.images), move(self.ctf_params), move(self.whitening))
 
     def pin_memory(self) -> "Batch":
         """Page-locked copies (DataLoader's ``pin_memory`` calls this): asynchronous GPU copies."""
         ctf = None if self.ctf_params is None else self.ctf_params.pin_memory()
-        return Batch(self.indices, self.spectra.pin_memory(), self.images.pin_memory(), ctf)
+        white = None if self.whitening is None else self.whitening.pin_memory()
+        return Batch(self.indices, self.spectra.pin_memory(), self.images.pin_memory(), ctf, white)
 
 
 class TrainingData:
@@ -57,6 +83,7 @@ class TrainingData:
         self.apix = particles.apix * self.box / self.train_box
         self.sign = -1.0 if invert else 1.0
         self.cache = getattr(particles, "cache", None)
+        self.noise: NoiseSpectrum | None = None  # set it to whiten (module docstring)
         if self.cache is not None:  # preprocessed images (data/cache.py): its box and statistics
             self.cache.check(particles, self.train_box)
             self.mean, self.std = self.cache.mean, self.cache.std
@@ -75,10 +102,34 @@ class TrainingData:
     def batch(self, indices) -> Batch:
         idx = np.asarray(indices)
         spectra = self._normalised_spectra(idx) * self.sign
+        whitening = self.whitening(idx)
+        if whitening is not None:
+            spectra = spectra * whitening[:, shell_grid(self.train_box)]
         images = ifft2_centered(crop_spectra(spectra, self.encoder_box)) * self.encoder_box
-        ctf = self.particles.ctf
-        ctf_params = ctf[idx].to_torch(torch.float32) if ctf is not None else None
-        return Batch(torch.from_numpy(idx), spectra, images, ctf_params)
+        return Batch(torch.from_numpy(idx), spectra, images, self._ctf_params(idx), whitening)
+
+    def whitening(self, indices) -> torch.Tensor | None:
+        """The radial whitening filters (n, Lt//2 + 1) of particles ``indices``, None without a noise spectrum."""
+        return None if self.noise is None else self.noise.whitening(np.asarray(indices))
+
+    def model_filter(self, indices, freqs: torch.Tensor) -> torch.Tensor | None:
+        """CTF × whitening (n, M) of particles ``indices`` at freqs (M, 2) cycles/px of the
+        training box, as ``Batch.model_filter`` without reading the images."""
+        idx = np.asarray(indices)
+        return ctf_and_whitening(self._ctf_params(idx), self.whitening(idx), freqs, self.apix, self.train_box)
+
+    def small_box_inputs(self, rows: np.ndarray, box: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whitened spectra (n, box, box) of ``rows`` Fourier-cropped to ``box`` and the model's
+        CTF × whitening there (n, box, box; ones without either): the inputs of a grid search at
+        a small box (the warm start, the class search)."""
+        rows = np.asarray(rows)
+        spectra = torch.cat([crop_spectra(self.batch(rows[i : i + 512]).spectra, box) for i in range(0, len(rows), 512)])
+        filters = self.model_filter(rows, freq_grid_2d(box).reshape(-1, 2) * (box / self.train_box))
+        return spectra, torch.ones(len(rows), box, box) if filters is None else filters.reshape(-1, box, box)
+
+    def _ctf_params(self, idx: np.ndarray) -> CTFParams | None:
+        ctf_set = self.particles.ctf
+        return ctf_set[idx].to_torch(torch.float32) if ctf_set is not None else None
 
     def _normalised_spectra(self, idx: np.ndarray) -> torch.Tensor:
         """Spectra (n, Lt, Lt) of the cropped images minus the mean, over std (no polarity sign)."""

@@ -24,9 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cryoai.data.training_data import TrainingData, crop_spectra
-from cryoai.geometry.grids import freq_grid_2d
-from cryoai.physics.ctf import ctf
+from cryoai.data.training_data import TrainingData
 from cryoai.train.finish import PoseSettings, load_reconstruction, predict
 from cryoai.train.warmstart import WarmStart, WarmStartConfig, warm_start
 
@@ -40,18 +38,6 @@ class Classes:
     poses: Poses  # every particle's pose in its class's map (the given pose where not classified)
 
 
-def small_box_inputs(data: TrainingData, rows: np.ndarray, box: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spectra (n, box, box) of ``rows`` cropped to ``box`` and their CTFs there (the warm start's inputs)."""
-    spectra = torch.cat([crop_spectra(data.batch(rows[i : i + 512]).spectra, box) for i in range(0, len(rows), 512)])
-    apix = data.apix * data.train_box / box
-    if data.particles.ctf is not None:
-        c = ctf(freq_grid_2d(box).reshape(-1, 2) / apix, data.particles.ctf[rows].to_torch(torch.float32))
-        c = c.reshape(-1, box, box)
-    else:
-        c = torch.ones(len(rows), box, box)
-    return spectra, c
-
-
 def classify(volume, data: TrainingData, rows: np.ndarray, poses: Poses, k: int, how: PoseSettings,
              rounds: int = 4, box: int = 32, seed: int = 0, warm_subset: int = 1500,
              log: Callable[[str], None] = lambda line: None) -> Classes:
@@ -61,7 +47,7 @@ def classify(volume, data: TrainingData, rows: np.ndarray, poses: Poses, k: int,
     rows = np.asarray(rows)
     box = min(box, data.train_box)
     to_px = 1.0 / (data.apix * data.train_box / box)  # Å → pixels of the small box
-    spectra, c = small_box_inputs(data, rows, box)
+    spectra, c = data.small_box_inputs(rows, box)
     state = WarmStart(spectra, c, box, WarmStartConfig(seed=seed), log=lambda line: None)
     state.estimate_support()  # the support radius; the random poses it draws are replaced
     rot = torch.from_numpy(poses[0][rows]).float()

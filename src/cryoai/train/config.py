@@ -54,6 +54,10 @@ class TrainConfig:
     volume_every: int = 500
     max_minutes: float | None = None
     invert: bool = False
+    # noise model (data/noise_spectrum.py): whiten data and model by the noise spectrum estimated
+    # outside a particle mask of this diameter (None: 0.75 × the box)
+    whiten: bool = True
+    particle_diameter_A: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -9,7 +9,6 @@ import torch
 
 from cryoai.geometry.grids import half_plane_disc
 from cryoai.losses import poses_from_winner, rotate_half_turn, squared_error
-from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import render_spectra
 
 
@@ -32,7 +31,7 @@ def encode_both(encoder, volume, batch, idx, freqs, apix: float, symmetric: bool
         images = torch.cat([images, rotate_half_turn(images)])
     rot, origin = encoder(images)
     target = batch.spectra.to(device).reshape(len(batch.indices), -1)[:, idx]
-    c = ctf(freqs / apix, batch.ctf_params.to(device)) if batch.ctf_params is not None else None
+    c = batch.to(device).model_filter(freqs, apix)  # CTF × whitening (the spectra are whitened)
     if symmetric:
         target = torch.cat([target, target.conj()])
         c = torch.cat([c, c]) if c is not None else None

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from cryoai.physics.backprojection import backproject, reconstruct_in_box, symmetrise_sums
-from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
 from cryoai.data.training_data import TrainingData
 from cryoai.train.batches import chunked_batches
@@ -48,7 +47,8 @@ class PoseSettings:
 def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,
                 oversample: int, workers: int = 0, operators: torch.Tensor | None = None) -> torch.Tensor:
     """A direct Fourier reconstruction (oversampled grid) of ``rows`` at the given poses:
-    one streaming pass of back-projection, Wiener-regularised, confined to the box.
+    one streaming pass of back-projection, Wiener-regularised, confined to the box. With a noise
+    spectrum (whitened batches) it is the maximum-likelihood Σ c·X/p / Σ c²/p.
     Under torchrun each rank back-projects its share of the rows and the sums are added up.
     ``workers`` processes read the next batches meanwhile (``batches``). With point-group
     ``operators`` (K, 3, 3) the sums are symmetrised over them (``symmetrise_sums``)."""
@@ -59,7 +59,7 @@ def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, o
     size = box * oversample
     into = (torch.zeros((size,) * 3, dtype=torch.complex64), torch.zeros((size,) * 3))
     for start, b in chunked_batches(data, rows, 256, workers):
-        c = ctf(freqs / data.apix, b.ctf_params) if b.ctf_params is not None else None
+        c = b.model_filter(freqs, data.apix)  # CTF × whitening: Σ c·X/p / Σ c²/p
         into = backproject(b.spectra.reshape(len(b.indices), -1)[:, idx], rotations[start : start + 256], freqs,
                            box, c, origins_px[start : start + 256], oversample=oversample, into=into)
     dist.sum_tensors(*into)

@@ -12,7 +12,6 @@ import torch
 from tqdm import tqdm
 
 from cryoai.data.training_data import TrainingData
-from cryoai.physics.ctf import ctf
 from cryoai.train.batches import chunked_batches
 from cryoai.train.decoder import encode_both, loss_frequencies
 from cryoai.train.hypotheses import TURNS, refine_hypotheses
@@ -60,7 +59,7 @@ def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric:
             o = torch.from_numpy(start_poses[1][sl] / data.apix).to(device, torch.float32)
         if refine:
             target = batch.spectra.to(device).reshape(len(r), -1)[:, ridx]
-            c = ctf(rfreqs / data.apix, batch.ctf_params.to(device)) if batch.ctf_params is not None else None
+            c = batch.model_filter(rfreqs, data.apix)  # CTF × whitening: a whitened fit
             r, o = refine_hypotheses(volume, r, o, target, c, rfreqs, turns)
         rotations[sl] = r.cpu().numpy()
         origins[sl] = o.cpu().numpy() * data.apix

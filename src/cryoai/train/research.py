@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from cryoai.data.training_data import TrainingData
-from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import factored_residuals, image_factors, slice_factors
 from cryoai.physics.shifts import origin_phase
 from cryoai.physics.slicing import project
@@ -119,7 +118,7 @@ def research_poses(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np
         """(start, rotations, origins px, target, CTF) for batches of ``positions`` into rows."""
         for start, b in chunked_batches(data, rows[positions], batch_size, workers):
             sl = positions[start : start + batch_size]
-            c = ctf(freqs / apix, b.ctf_params.to(device)) if b.ctf_params is not None else None
+            c = b.to(device).model_filter(freqs, apix)  # CTF × whitening, as the spectra
             yield (sl, torch.from_numpy(rot_all[sl]).to(device, torch.float32),
                    torch.from_numpy(origin_all[sl] / apix).to(device, torch.float32),
                    b.spectra.to(device).reshape(len(sl), -1)[:, idx], c)

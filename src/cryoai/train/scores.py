@@ -7,8 +7,8 @@ level of each image free too, the gain in log likelihood of the Gaussian model i
 
     ΔLL = K · log(‖x‖² / ‖x − s·m‖²) = −K · log(1 − c²),   c = Re⟨m, x⟩ / (‖m‖ ‖x‖),
 
-over the K complex coefficients compared (norms weighted by ``weight``, 1/p for noise of power
-spectrum p; white without one). A raw residual ‖x − m‖² does not separate an empty pick (little
+over the K complex coefficients compared, of the whitened spectra and model (``TrainingData``
+whitens both by the noise spectrum, so the noise is white here). A raw residual ‖x − m‖² does not separate an empty pick (little
 power, small residual) from a particle; c does: an empty pick correlates only by chance, a blob
 of ice has power the projection does not explain, a fragment explains a part of it. ΔLL is
 written as ``rlnLogLikeliContribution`` (signed with c: a negative fit is worse than none);
@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from cryoai.data.training_data import TrainingData
-from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import render_spectra
 from cryoai.train.batches import chunked_batches
 from cryoai.train.decoder import loss_frequencies
@@ -44,43 +43,33 @@ class Scores:
     log_likelihood_gain: np.ndarray
 
 
-def radial_weight(weight: np.ndarray, freqs: torch.Tensor, box: int) -> torch.Tensor:
-    """Per-coefficient weights at freqs (M, 2) cycles/px from a radial weight w[r], r = 0 … box//2
-    (integer shells, beyond box//2 the last one): e.g. 1/p for a noise power spectrum p."""
-    w = torch.as_tensor(np.asarray(weight, dtype=np.float32))
-    shells = (freqs.norm(dim=1) * box).round().long().clamp_max(len(w) - 1)
-    return w[shells]
-
-
 @torch.no_grad()
 def fit_scores(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np.ndarray, np.ndarray],
-               radius: float | None = None, weight: np.ndarray | None = None, batch_size: int = 256,
+               radius: float | None = None, batch_size: int = 256,
                device: str = "cpu", workers: int = 0) -> Scores:
     """Scores of ``rows`` at their ``poses`` (RELION matrices (N, 3, 3), origins (N, 2) in Å)
     against ``volume``, over the frequencies within ``radius`` Fourier px of the training box
-    (default box/4, what refinement compares); ``weight``: a radial per-frequency weight (None:
-    white)."""
+    (default box/4, what refinement compares)."""
     box = data.train_box
     idx, freqs = loss_frequencies(box, box / 4 if radius is None else radius, device)
-    w = torch.ones(len(idx), device=device) if weight is None else radial_weight(weight, freqs.cpu(), box).to(device)
     rotations, origins_A = poses
     corr = np.empty(len(rows))
     for start, batch in chunked_batches(data, np.asarray(rows), batch_size, workers):
         sl = slice(start, start + len(batch.indices))
         batch = batch.to(device)
         x = batch.spectra.reshape(len(batch.indices), -1)[:, idx]
-        c = ctf(freqs / data.apix, batch.ctf_params) if batch.ctf_params is not None else None
+        c = batch.model_filter(freqs, data.apix)  # CTF × whitening, as the spectra
         rot = torch.from_numpy(rotations[sl]).to(device, torch.float32)
         origin = torch.from_numpy(origins_A[sl] / data.apix).to(device, torch.float32)
         m = render_spectra(volume, rot, freqs, c, origin)
-        corr[sl] = correlation(x, m, w).cpu().numpy()
+        corr[sl] = correlation(x, m).cpu().numpy()
     return Scores(corr, log_likelihood_gain(corr, len(idx)))
 
 
-def correlation(x: torch.Tensor, m: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Re⟨m, x⟩_w / (‖m‖_w ‖x‖_w) of spectra x, m (B, M) with weights (M,): (B,), 0 where either is 0."""
-    cross = (weight * (x * m.conj()).real).sum(1)
-    norms = ((weight * x.abs() ** 2).sum(1) * (weight * m.abs() ** 2).sum(1)).sqrt()
+def correlation(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """Re⟨m, x⟩ / (‖m‖ ‖x‖) of spectra x, m (B, M): (B,), 0 where either is 0."""
+    cross = (x * m.conj()).real.sum(1)
+    norms = ((x.abs() ** 2).sum(1) * (m.abs() ** 2).sum(1)).sqrt()
     return torch.where(norms > 0, cross / norms.clamp_min(1e-30), torch.zeros_like(cross))
 
 
@@ -93,12 +82,12 @@ def log_likelihood_gain(corr: np.ndarray, n_coefficients: int) -> np.ndarray:
 # ---- which particles the map is made from ----------------------------------------------------
 
 def judge_particles(volume, data: TrainingData, poses: tuple[np.ndarray, np.ndarray], keep: str | float,
-                    device: str = "cpu", workers: int = 0, log: Callable[[str], None] = lambda line: None,
-                    weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                    device: str = "cpu", workers: int = 0, log: Callable[[str], None] = lambda line: None
+                    ) -> dict[str, np.ndarray]:
     """Every particle's fit score at its pose and whether it is kept for the map (``keep_mask``),
     as the particles.star columns: rlnLogLikeliContribution (ΔLL, nats) and rlnSelected (1 kept,
     0 not: RELION's selection flag, ``relion_star_handler --select rlnSelected --minval 1``)."""
-    scores = fit_scores(volume, data, np.arange(len(data.particles)), poses, weight=weight, device=device,
+    scores = fit_scores(volume, data, np.arange(len(data.particles)), poses, device=device,
                         workers=workers)
     log(f"fit scores: correlation with the best projection median {np.median(scores.correlation):.3f} "
         f"(5th-95th percentile {np.percentile(scores.correlation, 5):.3f}-{np.percentile(scores.correlation, 95):.3f})")

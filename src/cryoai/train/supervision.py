@@ -15,7 +15,6 @@ import torch
 from cryoai.geometry.grids import freq_grid_2d, ifft2_centered
 from cryoai.geometry.rotations import random_rotations
 from cryoai.losses import HALF_TURN
-from cryoai.physics.ctf import ctf
 from cryoai.physics.image_model import Volume, render_spectra
 from cryoai.physics.noise import white_noise_spectra
 from cryoai.train import distributed as dist
@@ -67,9 +66,9 @@ def synthetic_batch(volume: Volume, data: TrainingData, n: int, origin_sd_px: fl
     origin = torch.from_numpy(gen.normal(0.0, origin_sd_px, (n, 2))).to(torch.float32)
     freqs = freq_grid_2d(box).reshape(-1, 2)
     c = None
-    if data.particles.ctf is not None:
+    if data.particles.ctf is not None or data.noise is not None:  # CTF × whitening, as the data's
         rows = gen.integers(0, len(data.particles), n)
-        c = ctf(freqs / data.apix, data.particles.ctf[rows].to_torch(torch.float32))
+        c = data.model_filter(rows, freqs)
     mine = torch.from_numpy(dist.shard(np.arange(n)))
     rot, origin, c = rot[mine], origin[mine], None if c is None else c[mine]
     with torch.no_grad():

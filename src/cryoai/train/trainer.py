@@ -22,23 +22,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cryoai.data.noise_spectrum import estimate_noise_spectrum
 from cryoai.data.particle_export import write_particle_files
 from cryoai.data.particles import ParticleSet
-from cryoai.data.training_data import Batch, TrainingData, crop_spectra
-from cryoai.geometry.grids import freq_grid_2d
+from cryoai.data.training_data import Batch, TrainingData
 from cryoai.io.mrc import write_map
 from cryoai.losses import symmetric_loss
 from cryoai.models.encoder import PoseEncoder
 from cryoai.models.fouriernet import FourierNet
 from cryoai.models.volume_map import volume_to_map
 from cryoai.models.voxel import VoxelVolume
-from cryoai.physics.ctf import ctf
 from cryoai.train import distributed as dist
 from cryoai.train import schedule
 from cryoai.train.batches import batches
 from cryoai.train.classes import classify
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
+from cryoai.train.contrast import contrast_scales
 from cryoai.train.decoder import encode_both, loss_frequencies
 from cryoai.train.final_check import final_check
 from cryoai.train.finish import PoseSettings, final_map_and_poses, finish_seconds, reconstruct
@@ -70,6 +70,11 @@ class Trainer:
         self.particles, self.cfg, self.run, self.device, self.progress = particles, cfg, run, device, progress
         self.data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert, seed=cfg.seed)
         cfg.train_box, cfg.encoder_box = self.data.train_box, self.data.encoder_box
+        if cfg.whiten:  # the noise model: spectra and model whitened from here on (data/training_data.py)
+            self.data.noise = estimate_noise_spectrum(self.data, cfg.particle_diameter_A, seed=cfg.seed)
+            run.log(self.data.noise.summary())
+            if dist.is_main():
+                self.data.noise.write(run.path / "noise_spectrum.txt")
         torch.manual_seed(cfg.seed)
         self.encoder, self.volume = build_models(cfg, device)
         self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
@@ -118,15 +123,7 @@ class Trainer:
         rng = np.random.default_rng(cfg.seed)
         self.subset = np.sort(rng.choice(len(self.particles), min(cfg.warm_subset, len(self.particles)), replace=False))
         b = min(cfg.warm_box, data.train_box)
-        spectra = torch.cat([crop_spectra(data.batch(self.subset[i : i + 512]).spectra, b)
-                             for i in range(0, len(self.subset), 512)])
-        apix_b = data.apix * data.train_box / b
-        freqs = freq_grid_2d(b).reshape(-1, 2)
-        if self.particles.ctf is not None:
-            params = self.particles.ctf[self.subset].to_torch(torch.float32)
-            ctf_values = ctf(freqs / apix_b, params).reshape(-1, b, b)
-        else:
-            ctf_values = torch.ones(len(self.subset), b, b)
+        spectra, ctf_values = data.small_box_inputs(self.subset, b)  # whitened, CTF × whitening
         t0 = time.time()
         result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed),
                             log=self.run.log)
@@ -270,6 +267,11 @@ class Trainer:
                                           self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
                                           write_round, run.log, map_rows=kept_rows)
         kept = np.flatnonzero(judged["rlnSelected"])
+        scales = contrast_scales(self.volume, self.data, np.arange(len(rot)), torch.from_numpy(rot).float(),
+                                 torch.from_numpy(origin / self.data.apix).float(), device=self.device)
+        judged["rlnCtfScalefactor"] = scales
+        run.log("contrast scales (rlnCtfScalefactor): 10/50/90 % at "
+                + "/".join(f"{q:.2f}" for q in np.percentile(scales, [10, 50, 90])))
         if self.cfg.classes > 1:
             rot, origin = self.classify((rot, origin), kept, judged)
         turned, training_frame = None, None

@@ -351,7 +351,7 @@ class WarmStart:
         for first in range(0, len(rows), chunk):
             part, r = slice(first, first + chunk), rows[first : first + chunk]
             model = modulate(project(volume, rotations[part], freqs), freqs, self.C[r][:, keep], origins[part])
-            corr[part] = correlation(self.X[r][:, keep], model, torch.ones(len(freqs)))
+            corr[part] = correlation(self.X[r][:, keep], model)
         return corr
 
     def local_search(self, radius: float, step_deg: float,
