@@ -13,11 +13,17 @@ import pandas as pd
 import pytest
 import torch
 
-from cryoai.data.noise_spectrum import (NoiseSpectrum, background_power, coloured_noise, estimate_noise_spectrum,
-                                        optics_groups, shell_grid)
+from cryoai.data.noise_spectrum import (
+    NoiseSpectrum,
+    background_power,
+    estimate_noise_spectrum,
+    optics_groups,
+    shell_grid,
+)
 from cryoai.data.particles import load_particles
 from cryoai.data.training_data import TrainingData
 from cryoai.geometry.grids import fft2_centered
+from cryoai.physics.noise import coloured_noise
 
 BOX = 64
 SHELLS = np.arange(BOX // 2 + 1)

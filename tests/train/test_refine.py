@@ -99,7 +99,8 @@ def test_whitened_refinement_beats_plain_under_coloured_noise():
     with whitened targets and CTFs (``Batch.model_filter``'s CTF × whitening) lands closer to
     planted poses 9° away than the unwhitened one (measured: median 1.5° against 1.8°; over
     three noise draws and three levels the whitened median was never worse)."""
-    from cryoai.data.noise_spectrum import coloured_noise, radial_values
+    from cryoai.data.noise_spectrum import radial_values
+    from cryoai.physics.noise import coloured_noise
     from cryoai.geometry.grids import fft2_centered
 
     volume, freqs, rotations, origins, c, target = problem(1, n=100)

@@ -115,16 +115,6 @@ def background_power(images: torch.Tensor, radius_px: float, corrections: int = 
     return estimate.float()
 
 
-def coloured_noise(shape: tuple[int, ...], power: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Real-space Gaussian noise (..., L, L) float32 whose spectrum is the radial ``power``
-    (box//2 + 1,) in this module's convention: white noise of unit variance filtered by √p."""
-    box = shape[-1]
-    white = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
-    gain = torch.from_numpy(np.sqrt(np.asarray(power, dtype=np.float32)))[shell_grid(box)]
-    filtered = torch.fft.ifft2(torch.fft.fft2(white) * torch.fft.ifftshift(gain))
-    return filtered.real.numpy().astype(np.float32)
-
-
 def optics_groups(particles: ParticleSet) -> tuple[np.ndarray, list[int]]:
     """Per particle, the row of its optics group (N,), and the groups' rlnOpticsGroup numbers
     (one group, numbered 1, when the input has none)."""
