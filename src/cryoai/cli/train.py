@@ -48,7 +48,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_cache_arg(parser)
     parser.add_argument("-o", "--out", required=True, help="run directory")
     parser.add_argument("--max-minutes", type=float,
-                        help="wall-time limit of the whole run (warm start and finish included); the schedule is compressed to fit")
+                        help="wall-time limit of the whole run (warm start and finish included): each stage is sized to fit; "
+                             "without --steps/--epochs training goes on while the half-set resolution improves")
     parser.add_argument("--steps", type=int, help="optimisation steps (default from box and device)")
     parser.add_argument("--epochs", type=float, help="passes over the data (sets --steps)")
     parser.add_argument("--batch-size", type=int)
@@ -114,6 +115,8 @@ def apply_options(cfg, args: argparse.Namespace, n_particles: int, box: int):
             setattr(cfg, key, value)
     if args.epochs is not None and args.steps is None:
         cfg.steps = max(1, int(args.epochs * n_particles / cfg.batch_size))
+    if args.max_minutes is not None:  # a time limit without a step count: train while it improves
+        cfg.train_past_steps = args.steps is None and args.epochs is None
     return fit_to_box(cfg, box)
 
 

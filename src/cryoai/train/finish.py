@@ -4,7 +4,8 @@ On a fixed-size subset (``final_subset`` particles, all of them in a smaller set
 the encoder with local refinement, then ``rounds`` of direct reconstruction and refinement
 against it. Then every particle gets its pose from the encoder, refined against that map (the
 subset keeps its own), and the final map is reconstructed from all of them. Only the last two
-passes grow with the data set. Functions of the models and data, so that a benchmark can time
+passes grow with the data set. Under a time limit the rounds and the subset are cut to what
+fits, from the measured cost of each pass (``Deadline``, ``train/time_limit.py``). Functions of the models and data, so that a benchmark can time
 any part (``benchmarks/million.py``); under torchrun every rank calls them and each does its
 share of every pass.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -24,7 +25,8 @@ from cryoai.train import distributed as dist
 from cryoai.data.training_data import TrainingData
 from cryoai.train.batches import chunked_batches
 from cryoai.train.decoder import loss_frequencies
-from cryoai.train.predict import predict_poses, predict_poses_sharded
+from cryoai.train.predict import predict_poses_sharded
+from cryoai.train.time_limit import FinishCosts, plan_finish, rounds_that_fit
 
 Poses = tuple[np.ndarray, np.ndarray]  # RELION rotation matrices (N, 3, 3), origins (N, 2) in Å
 
@@ -85,46 +87,93 @@ def final_subset(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
+@dataclass
+class Deadline:
+    """The time the finish must end by (``time.time()`` seconds) and the costs of its passes,
+    updated as each pass is timed (``time_limit.FinishCosts``)."""
+
+    at: float
+    costs: FinishCosts
+
+    def left(self) -> float:
+        return self.at - time.time()
+
+
+def measure_costs(encoder, volume, data: TrainingData, how: PoseSettings, probe: int = 128) -> FinishCosts:
+    """Seconds per image of the finish's passes, timed on ``probe`` images: a pose (encoder and
+    refinement at the finish's radius, the loss radius at its end) and the reconstruction (its
+    fixed cost spread over the probe: an overestimate for larger sets)."""
+    rows = np.arange(min(probe, len(data.particles)))
+    at_end = replace(how, radius=data.train_box / 2, progress=False)
+    t0 = time.time()
+    rot, origin = predict(encoder, volume, data, rows, at_end)
+    t1 = time.time()
+    reconstruct(data, rows, torch.from_numpy(rot).float(), torch.from_numpy(origin / data.apix).float(),
+                volume.oversample, how.workers)
+    t2 = time.time()
+    return FinishCosts(predict_s=(t1 - t0) / len(rows), refine_s=(t1 - t0) / len(rows), reconstruct_s=(t2 - t1) / len(rows))
+
+
 def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds: int, how: PoseSettings,
                   after_round: Callable[[int], None] = lambda k: None,
-                  log: Callable[[str], None] = lambda line: None) -> Poses:
+                  log: Callable[[str], None] = lambda line: None, deadline: Deadline | None = None) -> Poses:
     """Poses of ``rows`` from the encoder, then ``rounds`` × (reconstruct ``volume`` from them,
-    refine them against it); ``after_round(k)`` after round k's reconstruction (1-based)."""
+    refine them against it); ``after_round(k)`` after round k's reconstruction (1-based).
+
+    With a ``deadline``, each pass is timed (its cost per image updates ``deadline.costs``) and a
+    round starts only if it fits in the time left with the passes that must follow it: a pose
+    for every particle not in ``rows``, then the map from all of them."""
+    n = len(data.particles)
+    t0 = time.time()
     poses = predict(encoder, volume, data, rows, how)
+    if deadline is not None:
+        deadline.costs.predict_s = (time.time() - t0) / len(rows)
     for k in range(1, rounds + 1):
+        fit = None if deadline is None else rounds_that_fit(deadline.costs, n - len(rows), n, len(rows), deadline.left())
+        if fit is not None and dist.from_main(float(fit)) < 1:  # rank 0's clock decides for every rank
+            log(f"finish: stopped after {k - 1} of {rounds} refinement rounds: the next does not fit in the "
+                f"{deadline.left() / 60:.1f} min left")
+            break
+        t0 = time.time()
         load_reconstruction(volume, data, rows, poses, how)
+        t_reconstruct = time.time() - t0
         after_round(k)
+        t0 = time.time()
         poses = predict(encoder, volume, data, rows, how, start=poses)
+        if deadline is not None:
+            deadline.costs.reconstruct_s, deadline.costs.refine_s = t_reconstruct / len(rows), (time.time() - t0) / len(rows)
         log(f"final refinement {k}/{rounds}: reconstructed from {len(rows)} poses, refined")
     return poses
 
 
 def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, subset_size: int, rounds: int,
                         seed: int, after_round: Callable[[int], None] = lambda k: None,
-                        log: Callable[[str], None] = lambda line: None) -> Poses:
+                        log: Callable[[str], None] = lambda line: None, deadline: float | None = None) -> Poses:
     """The finish (module docstring): returns every particle's pose and leaves ``volume`` holding
-    the map reconstructed from all of them."""
+    the map reconstructed from all of them.
+
+    With a ``deadline`` (``time.time()`` seconds), the costs are measured first and the rounds
+    and subset cut to what fits (``time_limit.plan_finish``), then re-checked before each round;
+    the pass over all particles and the final reconstruction always run."""
     n = len(data.particles)
+    clock = None
+    if deadline is not None:
+        clock = Deadline(deadline, measure_costs(encoder, volume, data, how))
+        plan = plan_finish(clock.costs, n, subset_size, rounds, clock.left())
+        log(f"finish: {plan.rounds} of {rounds} refinement rounds on {min(plan.subset, n)} particles fit in the "
+            f"{clock.left() / 60:.1f} min left (estimated {plan.seconds / 60:.1f} min)")
+        subset_size, rounds = int(dist.from_main(float(plan.subset))), int(dist.from_main(float(plan.rounds)))
     subset = final_subset(n, subset_size, seed)
-    rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log)
+    rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log, clock)
     if n > len(subset):
-        rot, origin = predict(encoder, volume, data, None, how)
+        rest = np.setdiff1d(np.arange(n), subset)  # the subset keeps its refined poses
+        rot, origin = np.empty((n, 3, 3)), np.empty((n, 2))
+        rot[rest], origin[rest] = predict(encoder, volume, data, rest, how)
         rot[subset], origin[subset] = rot_s, origin_s
         log(f"poses for all {n} particles predicted and refined")
     else:
         rot, origin = rot_s, origin_s
     load_reconstruction(volume, data, np.arange(n), (rot, origin), how)
+    if clock is not None:
+        log(f"finish: ended {clock.left():+.0f} s from the deadline")
     return rot, origin
-
-
-def finish_seconds(encoder, volume, data: TrainingData, how: PoseSettings, subset_size: int, rounds: int) -> float:
-    """Estimated wall time of ``final_map_and_poses``: predicting and refining 256 images, timed,
-    scaled to the passes it makes, plus a third for the reconstructions."""
-    rows = np.arange(min(256, len(data.particles)))
-    t0 = time.time()
-    predict_poses(encoder, volume, data, how.radius, device=how.device, progress=False, indices=rows)
-    per_image = (time.time() - t0) / len(rows)
-    n = len(data.particles)
-    subset = min(n, subset_size)
-    passes = subset * (rounds + 1) + (n - subset)
-    return 1.3 * per_image * passes / dist.world_size()  # under torchrun the ranks share the passes
