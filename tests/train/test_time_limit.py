@@ -63,3 +63,47 @@ def test_the_training_leaves_the_finish_its_mandatory_passes_and_rounds_in_half_
     assert reserve.rounds == 2 and reserve.seconds == pytest.approx(150.0 + 125.0)
     assert finish_reserve(COSTS, 10000, 5000, 4, seconds_left=3600.0).rounds == 4
     assert SAFETY > 1
+
+
+# ---- end to end on the tiny set: the limit holds when the passes slow down after being measured ----
+def test_a_tiny_time_limit_holds_when_the_finish_turns_out_slower_than_measured(tiny_set, tmp_path, monkeypatch,
+                                                                               one_thread):
+    """A 15-second limit, steps enough for hours and 50 refinement rounds asked for: the run trains
+    until the time limit, and when every pose pass of the finish
+    turns out 0.2 s slower than its probe measured, the finish stops the rounds that no longer
+    fit. The run ends within the limit (+ 3 s: the last step, the final writes), says why
+    training stopped, and the monitor recorded its checks."""
+    import json
+    import time
+
+    from cryoai.data.particles import load_particles
+    from cryoai.train import finish, trainer
+    from cryoai.train.run_dir import RunDir
+    from helpers import tiny_config
+
+    monkeypatch.setattr(trainer, "END_SECONDS", 0.0)  # nothing is written after the finish here
+    calls, predict = [], finish.predict
+
+    def slower_after_the_probe(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            time.sleep(0.2)
+        return predict(*args, **kwargs)
+
+    particles = load_particles(tiny_set / "particles.star")
+    cfg = tiny_config(max_minutes=0.25, steps=10**6, train_past_steps=True, final_iterations=50, volume_every=10,
+                      checkpoint_every=10**6, log_every=50, plateau_checks=1000)
+    run = RunDir(tmp_path / "run", quiet=True)
+    t0 = time.time()
+    fit = trainer.Trainer(particles, cfg, run, progress=False)
+    monkeypatch.setattr(finish, "predict", slower_after_the_probe)
+    fit.fit()
+    wall = time.time() - t0
+    run.close()
+    assert wall <= 15.0 + 3.0, wall
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "training stopped at step" in log and "time limit" in log
+    assert "finish: stopped after" in log or "finish: 0 of 50" in log
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert any(r.get("stage") == "monitor" and r["half_resolution_px"] > 0 for r in records)
+    assert [r["reason"] for r in records if r.get("stage") == "stopped"] == ["time limit"]

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cryoai.data.training_data import TrainingData
-from cryoai.train.finish import PoseSettings, Poses, load_reconstruction, predict
+from cryoai.train import distributed as dist
+from cryoai.train.finish import PoseSettings, Poses, final_subset, load_reconstruction, predict
 from cryoai.train.half_maps import half_maps
+from cryoai.train.time_limit import FinishCosts, check_fits
 
 
 @dataclass
@@ -36,6 +38,21 @@ class CheckResult:
     loaded: bool  # the subset's reconstruction replaced the volume
     seconds: float
     predict_seconds: float  # of which the poses
+    errors: dict | None = None  # against the input's poses, when it has them (``evaluate_poses``)
+
+    def record(self, step: int, elapsed_s: float) -> dict:
+        """The check's line of metrics.jsonl."""
+        record = {"step": step, "stage": "monitor", "elapsed_s": elapsed_s, "half_resolution_px": self.resolution_px,
+                  "half_resolution_A": self.resolution_A, "loaded": self.loaded, "seconds": self.seconds}
+        if self.errors:
+            record.update(rot_median_deg=self.errors["rot_median_deg"], frac_within_10deg=self.errors["frac_within_10deg"])
+        return record
+
+    def summary(self) -> str:
+        """The check in words, for the log."""
+        return (f"half-set resolution {self.resolution_px:.2f} px ({self.resolution_A:.1f} Å) in {self.seconds:.0f} s"
+                + ("; its map loaded into the volume" if self.loaded else "")
+                + (f"; median error vs the input poses {self.errors['rot_median_deg']:.1f}°" if self.errors else ""))
 
 
 @dataclass
@@ -53,11 +70,13 @@ class Monitor:
     seconds: float = 0.0
 
     def state(self) -> dict:
-        return {"rows": self.rows, "history": list(self.history), "loaded_px": self.loaded_px, "seconds": self.seconds}
+        return {"rows": self.rows, "history": list(self.history), "loaded_px": self.loaded_px, "seconds": self.seconds,
+                "load_maps": self.load_maps}
 
-    def load_state(self, state: dict) -> None:
-        self.rows, self.history = np.asarray(state["rows"]), list(state["history"])
-        self.loaded_px, self.seconds = float(state["loaded_px"]), float(state["seconds"])
+    @classmethod
+    def from_state(cls, state: dict, seed: int, tolerance_px: float) -> Monitor:
+        return cls(np.asarray(state["rows"]), seed, tolerance_px, state.get("load_maps", True), list(state["history"]),
+                   float(state["loaded_px"]), float(state["seconds"]))
 
     def measure_loaded(self, data: TrainingData, poses: Poses, oversample: int, workers: int = 0) -> float:
         """Record the half-set resolution of the map reconstructed from the subset at ``poses``
@@ -65,9 +84,17 @@ class Monitor:
         self.loaded_px = float(half_maps(data, self.rows, poses[0], poses[1], oversample, self.seed, workers).resolution_px)
         return self.loaded_px
 
-    def check(self, encoder, volume, data: TrainingData, how: PoseSettings) -> CheckResult:
+    def fits(self, train_seconds: float, budget: float, costs: FinishCosts | None) -> bool:
+        """Whether a check (as long as the last, the first estimated from the finish's ``costs``)
+        fits in the training ``budget`` left (seconds; inf: no limit)."""
+        guess = 0.0 if costs is None else len(self.rows) * (costs.predict_s + 3 * costs.reconstruct_s)
+        return budget == math.inf or check_fits(train_seconds, budget, self.seconds, guess)
+
+    def check(self, encoder, volume, data: TrainingData, how: PoseSettings,
+              true_rotations: np.ndarray | None = None) -> CheckResult:
         """One check (module docstring): poses, half-set resolution, and the volume replaced by the
-        subset's reconstruction if that is better than the map loaded before."""
+        subset's reconstruction if that is better than the map loaded before; with every
+        particle's ``true_rotations`` (simulated or published), the poses' errors too."""
         t0 = time.time()
         rot, origin = predict(encoder, volume, data, self.rows, how)
         t_predict = time.time() - t0
@@ -77,5 +104,25 @@ class Monitor:
         if loaded:
             load_reconstruction(volume, data, self.rows, (rot, origin), how)
             self.loaded_px = float(halves.resolution_px)
-        self.seconds = time.time() - t0
-        return CheckResult((rot, origin), halves.resolution_px, halves.resolution_A, loaded, self.seconds, t_predict)
+        self.seconds = dist.from_main(time.time() - t0)  # under torchrun, rank 0's clock decides for all
+        errors = None
+        if true_rotations is not None:
+            from cryoai.eval.poses import evaluate_poses
+
+            errors = evaluate_poses(rot, true_rotations[self.rows])
+        return CheckResult((rot, origin), float(halves.resolution_px), float(halves.resolution_A), loaded,
+                           self.seconds, t_predict, errors)
+
+
+def start_monitor(subset: np.ndarray, subset_poses: Poses, data: TrainingData, size: int, seed: int,
+                  tolerance_px: float, oversample: int, workers: int = 0) -> Monitor | None:
+    """The monitor of a run (None when ``size`` is 0): on the warm-start ``subset``, the map to
+    beat that of its ``subset_poses`` (the warm start's); without a warm start (empty subset), on
+    ``size`` random particles, recording only (no map to beat)."""
+    if size <= 0:
+        return None
+    if len(subset) == 0:
+        return Monitor(final_subset(len(data.particles), size, seed + 1), seed, tolerance_px, load_maps=False)
+    monitor = Monitor(subset, seed, tolerance_px)
+    monitor.measure_loaded(data, subset_poses, oversample, workers)
+    return monitor

@@ -103,3 +103,9 @@ def finish_reserve(costs: FinishCosts, n: int, subset: int, rounds: int, seconds
     keep the other half)."""
     mandatory = mandatory_seconds(costs, n)
     return plan_finish(costs, n, subset, rounds, mandatory + 0.5 * max(seconds_left - mandatory, 0.0))
+
+
+def check_fits(train_seconds: float, budget: float, last_check_s: float, estimate_s: float) -> bool:
+    """Whether a monitor check (as long as the last, or ``estimate_s`` if longer) fits in the
+    training budget left."""
+    return train_seconds + SAFETY * max(last_check_s, estimate_s) < budget

@@ -39,13 +39,13 @@ from cryoai.train.batches import batches
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
 from cryoai.train.decoder import encode_both, loss_frequencies
-from cryoai.train.finish import PoseSettings, final_map_and_poses, final_subset, measure_costs, reconstruct
-from cryoai.train.monitor import Monitor
+from cryoai.train.finish import PoseSettings, final_map_and_poses, measure_costs, reconstruct
+from cryoai.train.monitor import Monitor, start_monitor
 from cryoai.train.predict import predict_poses
 from cryoai.train.run_dir import RunDir
 from cryoai.train.schedule import loss_radius, stop_message, stop_reason
 from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
-from cryoai.train.time_limit import END_SECONDS, SAFETY, WARM_SHARE, finish_reserve, warm_start_images
+from cryoai.train.time_limit import END_SECONDS, WARM_SHARE, finish_reserve, warm_start_images
 from cryoai.train.warmstart import WarmStartConfig, warm_start
 
 
@@ -77,6 +77,7 @@ class Trainer:
         self.t_start = time.time()  # the time limit counts from here (the data set up included)
         self.warm_done = False  # the warm start has run (its checkpoint saves redoing it on --resume)
         self.monitor: Monitor | None = None
+        self.costs = None  # of the finish's passes, under max_minutes (time_limit.FinishCosts)
         self.position = 0.0  # where the schedule stands, 0 … 1 (see fit)
         self.train_seconds = 0.0  # wall time spent in the training loop so far
         self.elapsed_before = 0.0
@@ -115,8 +116,7 @@ class Trainer:
         self.subset, self.subset_rot, self.subset_origin = state["subset"], state["subset_rot"], state["subset_origin"]
         self.warm_done = state.get("warm_done", self.step > 0)
         if state.get("monitor") is not None:
-            self.monitor = Monitor(np.zeros(0, dtype=np.int64), self.cfg.seed, self.cfg.plateau_tolerance_px)
-            self.monitor.load_state(state["monitor"])
+            self.monitor = Monitor.from_state(state["monitor"], self.cfg.seed, self.cfg.plateau_tolerance_px)
         self.run.log(f"resumed from step {self.step}")
 
     # ---- stages ------------------------------------------------------------------------
@@ -270,7 +270,6 @@ class Trainer:
         def write_round(k: int) -> None:  # the maps along the way, as during training (time to resolution)
             if main:
                 self.write_volume(run.path / "volumes" / f"final_round_{k}.mrc")
-
         left = self.seconds_left()
         rot, origin = final_map_and_poses(self.encoder, self.volume, self.data, self.pose_settings(),
                                           self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
@@ -288,14 +287,12 @@ class Trainer:
 
     def seconds_left(self) -> float | None:
         """Seconds left of the ``max_minutes`` limit (None without one), END_SECONDS kept for the outputs."""
-        if not self.cfg.max_minutes:
-            return None
-        return 60 * self.cfg.max_minutes - END_SECONDS - self.elapsed_before - (time.time() - self.t_start)
+        limit = self.cfg.max_minutes
+        return 60 * limit - END_SECONDS - self.elapsed_before - (time.time() - self.t_start) if limit else None
 
     def training_budget(self, costs=None) -> float:
-        """Seconds of training loop the ``max_minutes`` limit allows (inf without one): what it
-        leaves after the time already spent and the finish's reserve (``time_limit.finish_reserve``)
-        at the finish's ``costs`` (``finish.measure_costs``; measured here when not given)."""
+        """Seconds of training the ``max_minutes`` limit allows (inf without one) after the finish's
+        reserve (``time_limit.finish_reserve``) at its ``costs`` (``finish.measure_costs`` if None)."""
         cfg = self.cfg
         if not cfg.max_minutes:
             return math.inf
@@ -303,57 +300,29 @@ class Trainer:
         left = self.seconds_left()
         plan = finish_reserve(self.costs, len(self.particles), cfg.final_subset, cfg.final_iterations, left)
         budget = dist.from_main(self.train_seconds + max(left - plan.seconds, 0.0))  # rank 0's clock rules
-        self.run.log(f"time limit: {left / 60:.1f} min left; the finish reserves {plan.seconds / 60:.1f} min "
-                     f"({plan.rounds} of {cfg.final_iterations} refinement rounds on {plan.subset} particles); "
-                     f"training budget {budget / 60:.1f} min")
+        self.run.log(f"time limit: {left / 60:.1f} min left, the finish's reserve {plan.seconds / 60:.1f} min ({plan.rounds} of "
+                     f"{cfg.final_iterations} rounds on {plan.subset} particles): training budget {budget / 60:.1f} min")
         return budget
 
-    # ---- the convergence monitor (train/monitor.py) -------------------------------------------
     def start_monitor(self) -> None:
-        """The monitor on the warm-start subset, whose map is the one to beat; without a warm
-        start, on ``monitor_subset`` random particles, recording only (no map to beat)."""
-        cfg, data = self.cfg, self.data
-        if cfg.monitor_subset <= 0:
-            return
-        if len(self.subset) == 0:
-            rows = final_subset(len(self.particles), cfg.monitor_subset, cfg.seed + 1)
-            self.monitor = Monitor(rows, cfg.seed, cfg.plateau_tolerance_px, load_maps=False)
-            return
-        self.monitor = Monitor(self.subset, cfg.seed, cfg.plateau_tolerance_px)
-        poses = (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * data.apix)
-        px = self.monitor.measure_loaded(data, poses, self.volume.oversample, cfg.workers)
-        self.run.log(f"monitor: {len(self.subset)} warm-start images; the warm-start map's half-set resolution {px:.2f} px")
-
-    def monitor_fits(self, budget: float) -> bool:
-        """Whether a monitor check (its last duration, or estimated from the finish's costs)
-        fits in the training budget left."""
-        if budget == math.inf:
-            return True
-        guess = len(self.monitor.rows) * (self.costs.predict_s + 3 * self.costs.reconstruct_s)
-        return self.train_seconds + SAFETY * dist.from_main(max(self.monitor.seconds, guess)) < budget
+        cfg = self.cfg
+        poses = (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * self.data.apix)
+        self.monitor = start_monitor(self.subset, poses, self.data, cfg.monitor_subset, cfg.seed,
+                                     cfg.plateau_tolerance_px, self.volume.oversample, cfg.workers)
+        if self.monitor is not None and self.monitor.load_maps:
+            self.run.log(f"monitor: {len(self.subset)} warm-start images; the warm-start map's half-set "
+                         f"resolution {self.monitor.loaded_px:.2f} px")
 
     def monitor_check(self, budget: float) -> float:
         """A monitor check, logged and recorded; when the volume took the subset's map, the refined
         poses supervise the encoder from now on. Returns the budget re-planned with the check's
         measured cost of a pose (the machine may have slowed down)."""
-        result = self.monitor.check(self.encoder, self.volume, self.data, self.pose_settings())
-        rot, origin = result.poses
+        result = self.monitor.check(self.encoder, self.volume, self.data, self.pose_settings(), self.particles.rotations)
         if result.loaded and np.array_equal(self.monitor.rows, self.subset):
-            self.subset_rot = torch.from_numpy(rot).float()
-            self.subset_origin = torch.from_numpy(origin / self.data.apix).float()
-        record = {"step": self.step, "stage": "monitor", "elapsed_s": self.elapsed_before + time.time() - self.t_start,
-                  "half_resolution_px": float(result.resolution_px), "half_resolution_A": float(result.resolution_A),
-                  "loaded": result.loaded, "seconds": result.seconds}
-        if self.particles.rotations is not None:
-            from cryoai.eval.poses import evaluate_poses
-
-            errors = evaluate_poses(rot, self.particles.rotations[self.monitor.rows])
-            record.update(rot_median_deg=errors["rot_median_deg"], frac_within_10deg=errors["frac_within_10deg"])
-        self.run.metrics(record)
-        self.run.log(f"monitor at step {self.step}: half-set resolution {result.resolution_px:.2f} px "
-                     f"({result.resolution_A:.1f} Å) in {result.seconds:.0f} s"
-                     + ("; its map loaded into the volume" if result.loaded else "")
-                     + (f"; median error vs the input poses {record['rot_median_deg']:.1f}°" if "rot_median_deg" in record else ""))
+            self.subset_rot = torch.from_numpy(result.poses[0]).float()
+            self.subset_origin = torch.from_numpy(result.poses[1] / self.data.apix).float()
+        self.run.metrics(result.record(self.step, self.elapsed_before + time.time() - self.t_start))
+        self.run.log(f"monitor at step {self.step}: {result.summary()}")
         if budget == math.inf:
             return budget
         if self.radius() >= self.cfg.train_box / 4:  # refined as far out as the finish will: the same cost
@@ -374,25 +343,20 @@ class Trainer:
         self.run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
 
     def fit(self, finish: bool = True) -> dict:
-        """Warm start (then a checkpoint, so ``--resume`` does not redo it), the training loop, then
-        ``finish`` (unless ``finish`` is False: then the run ends at the loop's last checkpoint
-        and {} is returned).
-
-        The stages are placed by the schedule position: the fraction of ``steps`` done or, under
-        ``max_minutes``, the fraction of the training-time budget spent if that is larger
-        (``training_budget``), so a time limit compresses the whole schedule instead of cutting
-        it short. Every ``volume_every`` steps the monitor checks the map (``monitor_check``);
-        ``schedule.stop_reason`` says when the loop ends, and the log says why.
+        """Warm start (and a checkpoint), the training loop, then ``finish`` (unless ``finish`` is
+        False: then the run ends at the loop's last checkpoint and {} is returned). The stages are placed by the schedule position: the fraction of ``steps`` done or, under
+        ``max_minutes``, of the training-time budget (``training_budget``) if larger, so a time
+        limit compresses the schedule. Every ``volume_every`` steps the monitor checks the map
+        (``monitor_check``); ``schedule.stop_reason`` ends the loop, and the log says why.
         """
         cfg, run = self.cfg, self.run
         main = dist.is_main()  # under torchrun, rank 0 alone evaluates and writes (RunDir is inert elsewhere)
         if not self.warm_done and cfg.warm_start:
             self.warm_start()
             self.share_warm_start()
-            self.start_monitor()
-            if main:
+            if main:  # `--resume` continues from here instead of redoing the warm start
                 save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
-        elif self.monitor is None:
+        if self.monitor is None:
             self.start_monitor()
         budget = self.training_budget()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not (self.progress and main))
@@ -414,7 +378,8 @@ class Trainer:
                     rate = n_window / (time.time() - t_window)
                     t_window, n_window = time.time(), 0
                     self.log_record(record, rate, bar)
-                if self.monitor is not None and self.step % cfg.volume_every == 0 and self.monitor_fits(budget):
+                if (self.monitor is not None and self.step % cfg.volume_every == 0
+                        and self.monitor.fits(self.train_seconds, budget, self.costs)):
                     budget = self.monitor_check(budget)
                 if main and self.step % cfg.checkpoint_every == 0:
                     save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
@@ -429,8 +394,7 @@ class Trainer:
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
         if interrupted():  # the checkpoint holds this step: `--resume` continues from it
             raise Interrupted(self.step)
-        if reason:
-            run.log(stop_message(reason, cfg, self.step, self.monitor.history if self.monitor else []))
-            run.metrics({"step": self.step, "stage": "stopped", "reason": reason,
-                         "elapsed_s": self.elapsed_before + time.time() - self.t_start})
+        run.log(stop_message(reason, cfg, self.step, self.monitor.history if self.monitor else []))
+        run.metrics({"step": self.step, "stage": "stopped", "reason": reason,
+                     "elapsed_s": self.elapsed_before + time.time() - self.t_start})
         return self.finish() if finish else {}
