@@ -162,8 +162,11 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    import time
+
     from cryoai.train import distributed
 
+    args.started = time.time()  # --max-minutes counts from here
     device = distributed.init(pick_device(args.device))  # joins torchrun's ranks, if launched by it
     try:
         return _train(args, device)
@@ -233,7 +236,7 @@ def _run(args: argparse.Namespace, device: str, particles, cfg, halves: bool, sa
             if args.resume and not checkpoint:
                 run.log("no checkpoint yet (stopped before the first): starting from step 0")
             trainer = Trainer(particles, cfg, run, device=device, resume=args.resume and checkpoint,
-                              progress=not args.quiet)
+                              progress=not args.quiet, started=getattr(args, "started", None))
         if saved is None:
             run.write_config(cfg.to_dict(), {"particles": str(args.particles), "n_particles": len(particles),
                                              "box": particles.box, "apix": particles.apix, "device": device,

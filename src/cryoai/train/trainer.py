@@ -65,7 +65,7 @@ def build_models(cfg: TrainConfig, device: str) -> tuple[PoseEncoder, torch.nn.M
 
 class Trainer:
     def __init__(self, particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: str = "cpu",
-                 resume: bool = False, progress: bool = True):
+                 resume: bool = False, progress: bool = True, started: float | None = None):
         self.particles, self.cfg, self.run, self.device, self.progress = particles, cfg, run, device, progress
         self.data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert, seed=cfg.seed)
         cfg.train_box, cfg.encoder_box = self.data.train_box, self.data.encoder_box
@@ -74,7 +74,7 @@ class Trainer:
         self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
         self.opt_volume = torch.optim.Adam(self.volume.parameters(), lr=cfg.volume_lr)
         self.step = 0
-        self.t_start = time.time()  # the time limit counts from here (the data set up included)
+        self.t_start = started or time.time()  # the time limit counts from here (`train`: the command's start)
         self.warm_done = False  # the warm start has run (its checkpoint saves redoing it on --resume)
         self.monitor: Monitor | None = None
         self.costs = None  # of the finish's passes, under max_minutes (time_limit.FinishCosts)
@@ -123,10 +123,10 @@ class Trainer:
     def warm_start(self) -> None:
         cfg, data = self.cfg, self.data
         rng = np.random.default_rng(cfg.seed)
-        size = warm_start_images(self.seconds_left(), cfg.warm_subset)
+        left = self.seconds_left()  # under a time limit: the subset sized to it, a hard stop at twice its share
+        size, deadline = warm_start_images(left, cfg.warm_subset), None if left is None else time.time() + 2 * WARM_SHARE * left
         if size < cfg.warm_subset:
-            self.run.log(f"warm start sized to the time limit: {size} images instead of {cfg.warm_subset} "
-                         f"(at most {100 * WARM_SHARE:.0f}% of the {self.seconds_left() / 60:.1f} min left)")
+            self.run.log(f"warm start sized to the time limit: {size} images, not {cfg.warm_subset} ({left / 60:.1f} min left)")
         self.subset = np.sort(rng.choice(len(self.particles), min(size, len(self.particles)), replace=False))
         b = min(cfg.warm_box, data.train_box)
         spectra = torch.cat([crop_spectra(data.batch(self.subset[i : i + 512]).spectra, b)
@@ -139,8 +139,8 @@ class Trainer:
         else:
             ctf_values = torch.ones(len(self.subset), b, b)
         t0 = time.time()
-        result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed),
-                            log=self.run.log)
+        result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed,
+                                                                    deadline=deadline), log=self.run.log)
         self.subset_rot = result.rotations
         self.subset_origin = result.origins_px * (data.train_box / b)
         self._index_subset()
