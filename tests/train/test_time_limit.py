@@ -8,7 +8,7 @@ from cryoai.train.time_limit import (MIN_FINISH_SUBSET, MIN_WARM_IMAGES, SAFETY,
                                      FinishCosts, finish_reserve, finish_seconds, mandatory_seconds, plan_finish,
                                      rounds_that_fit, warm_start_images)
 
-COSTS = FinishCosts(predict_s=0.01, refine_s=0.008, reconstruct_s=0.002)  # a round: 0.01 s per image
+COSTS = FinishCosts(predict_s=0.01, encode_s=0.003, refine_s=0.008, reconstruct_s=0.002)  # a round: 0.01 s per image
 
 
 def test_warm_start_keeps_its_size_without_a_limit_or_under_a_long_one():
@@ -47,8 +47,9 @@ def test_when_no_round_fits_the_subset_shrinks_to_one_that_does_or_there_are_non
     assert plan.seconds <= 170.0 + 1e-9
     none = plan_finish(COSTS, 10000, 5000, 4, seconds_left=150.0 + 2.0)
     assert none.rounds == 0
-    over = plan_finish(COSTS, 10000, 5000, 4, seconds_left=10.0)  # the mandatory passes still run
-    assert over.rounds == 0 and over.seconds == pytest.approx(150.0)
+    over = plan_finish(COSTS, 10000, 5000, 4, seconds_left=100.0)  # the mandatory passes still run, unrefined
+    assert over.rounds == 0 and not over.refine_all and over.seconds == pytest.approx(1.25 * 10000 * 0.005)
+    assert plan_finish(COSTS, 10000, 5000, 4, seconds_left=150.0).refine_all
 
 
 def test_rounds_that_fit_during_the_finish():

@@ -71,13 +71,14 @@ def load_reconstruction(volume, data: TrainingData, rows: np.ndarray, poses: Pos
 
 
 def predict(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: PoseSettings,
-            start: Poses | None = None) -> Poses:
+            start: Poses | None = None, refine: bool = True) -> Poses:
     """Poses of ``rows`` (None: all): the encoder's, or ``start``, refined against ``volume``.
     Given ``start``, the volume is a reconstruction, known to Nyquist: refinement compares up to
     ``predict.refinement_radius`` of that."""
     known_to = how.radius if start is None else data.train_box / 2
     return predict_poses_sharded(encoder, volume, data, known_to, how.symmetric, device=how.device,
-                                 progress=how.progress, indices=rows, start_poses=start, workers=how.workers)
+                                 progress=how.progress, indices=rows, refine=refine, start_poses=start,
+                                 workers=how.workers)
 
 
 def final_subset(n: int, size: int, seed: int) -> np.ndarray:
@@ -111,7 +112,10 @@ def measure_costs(encoder, volume, data: TrainingData, how: PoseSettings, probe:
     reconstruct(data, rows, torch.from_numpy(rot).float(), torch.from_numpy(origin / data.apix).float(),
                 volume.oversample, how.workers)
     t2 = time.time()
-    return FinishCosts(predict_s=(t1 - t0) / len(rows), refine_s=(t1 - t0) / len(rows), reconstruct_s=(t2 - t1) / len(rows))
+    predict(encoder, volume, data, rows[: max(1, len(rows) // 4)], at_end, refine=False)
+    per = 1 / len(rows)
+    return FinishCosts(predict_s=(t1 - t0) * per, encode_s=(time.time() - t2) / max(1, len(rows) // 4),
+                       refine_s=(t1 - t0) * per, reconstruct_s=(t2 - t1) * per)
 
 
 def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds: int, how: PoseSettings,
@@ -156,13 +160,20 @@ def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, 
     and subset cut to what fits (``time_limit.plan_finish``), then re-checked before each round;
     the pass over all particles and the final reconstruction always run."""
     n = len(data.particles)
-    clock = None
+    clock, refine_all = None, True
     if deadline is not None:
         clock = Deadline(deadline, measure_costs(encoder, volume, data, how))
         plan = plan_finish(clock.costs, n, subset_size, rounds, clock.left())
         log(f"finish: {plan.rounds} of {rounds} refinement rounds on {min(plan.subset, n)} particles fit in the "
-            f"{clock.left() / 60:.1f} min left (estimated {plan.seconds / 60:.1f} min)")
+            f"{clock.left() / 60:.1f} min left (estimated {plan.seconds / 60:.1f} min)"
+            + ("" if plan.refine_all else "; not even refined poses for all do: the encoder's poses, unrefined"))
         subset_size, rounds = int(dist.from_main(float(plan.subset))), int(dist.from_main(float(plan.rounds)))
+        refine_all = dist.from_main(float(plan.refine_all)) > 0
+    if rounds == 0:  # one pass over all particles, then the map
+        rot, origin = predict(encoder, volume, data, None, how, refine=refine_all)
+        load_reconstruction(volume, data, np.arange(n), (rot, origin), how)
+        log(f"poses for all {n} particles predicted" + (" and refined" if refine_all else " (encoder only)"))
+        return rot, origin
     subset = final_subset(n, subset_size, seed)
     rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log, clock)
     if n > len(subset):

@@ -46,6 +46,7 @@ class FinishCosts:
     """Wall seconds per image of each pass of the finish."""
 
     predict_s: float  # encoder + local refinement
+    encode_s: float  # the encoder alone (no refinement)
     refine_s: float  # local refinement from given poses (no encoder)
     reconstruct_s: float  # back-projection, the reconstruction's fixed cost spread over the images
 
@@ -59,11 +60,13 @@ class FinishPlan:
     subset: int  # particles in the refinement rounds
     rounds: int
     seconds: float  # estimated wall time, SAFETY included
+    refine_all: bool = True  # False: the pass over all particles keeps the encoder's poses (no time to refine)
 
 
-def mandatory_seconds(costs: FinishCosts, n: int) -> float:
-    """The passes the finish cannot skip: a pose for each of ``n`` particles, the map from all."""
-    return SAFETY * n * (costs.predict_s + costs.reconstruct_s)
+def mandatory_seconds(costs: FinishCosts, n: int, refine: bool = True) -> float:
+    """The passes the finish cannot skip: a pose for each of ``n`` particles (encoder and
+    refinement, or the encoder alone), the map from all."""
+    return SAFETY * n * ((costs.predict_s if refine else costs.encode_s) + costs.reconstruct_s)
 
 
 def finish_seconds(costs: FinishCosts, n: int, subset: int, rounds: int) -> float:
@@ -75,10 +78,13 @@ def finish_seconds(costs: FinishCosts, n: int, subset: int, rounds: int) -> floa
 def plan_finish(costs: FinishCosts, n: int, subset: int, rounds: int, seconds_left: float | None) -> FinishPlan:
     """The most rounds (≤ ``rounds``) on ``subset`` particles (≤ n) that fit in ``seconds_left``
     (None: no limit) after the mandatory passes; when not one fits, one round on the largest
-    subset that does (≥ MIN_FINISH_SUBSET), else none."""
+    subset that does (≥ MIN_FINISH_SUBSET), else none; when not even the mandatory passes fit,
+    none and the encoder's poses for all particles, unrefined (``refine_all`` False)."""
     subset = min(subset, n)
     if seconds_left is None:
         return FinishPlan(subset, rounds, finish_seconds(costs, n, subset, rounds))
+    if seconds_left < mandatory_seconds(costs, n):  # not even the refined poses fit: the encoder's
+        return FinishPlan(subset, 0, mandatory_seconds(costs, n, refine=False), refine_all=False)
     spare = seconds_left - mandatory_seconds(costs, n)
     per_round = SAFETY * subset * costs.round_s()
     fit = min(rounds, max(0, math.floor(spare / per_round))) if per_round > 0 else rounds

@@ -304,15 +304,6 @@ class Trainer:
                      f"{cfg.final_iterations} rounds on {plan.subset} particles): training budget {budget / 60:.1f} min")
         return budget
 
-    def start_monitor(self) -> None:
-        cfg = self.cfg
-        poses = (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * self.data.apix)
-        self.monitor = start_monitor(self.subset, poses, self.data, cfg.monitor_subset, cfg.seed,
-                                     cfg.plateau_tolerance_px, self.volume.oversample, cfg.workers)
-        if self.monitor is not None and self.monitor.load_maps:
-            self.run.log(f"monitor: {len(self.subset)} warm-start images; the warm-start map's half-set "
-                         f"resolution {self.monitor.loaded_px:.2f} px")
-
     def monitor_check(self, budget: float) -> float:
         """A monitor check, logged and recorded; when the volume took the subset's map, the refined
         poses supervise the encoder from now on. Returns the budget re-planned with the check's
@@ -357,14 +348,16 @@ class Trainer:
             if main:  # `--resume` continues from here instead of redoing the warm start
                 save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
         if self.monitor is None:
-            self.start_monitor()
+            self.monitor = start_monitor(self.subset, len(self.particles), cfg.monitor_subset, cfg.seed,
+                                         cfg.plateau_tolerance_px)
         budget = self.training_budget()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not (self.progress and main))
         t_window, n_window = time.time(), 0
         reason = None
         with sigint_at_step_end(enabled=dist.world_size() == 1) as interrupted:  # Ctrl-C: stop after this step
             while not interrupted():
-                self.position = max(self.position, min(1.0, max(self.step / cfg.steps, self.train_seconds / budget)))
+                spent = self.train_seconds / budget if budget > 0 else 1.0
+                self.position = max(self.position, min(1.0, max(self.step / cfg.steps, spent)))
                 reason = stop_reason(cfg, self.step, self.position, self.train_seconds, budget,
                                      self.monitor.history if self.monitor else [])
                 if reason:
