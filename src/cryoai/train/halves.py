@@ -10,7 +10,6 @@ OUT/fsc.txt / fsc.png give the half-map FSC (resolution at 0.143).
 from __future__ import annotations
 
 import time
-
 from dataclasses import replace
 from pathlib import Path
 
