@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -90,6 +90,7 @@ class Monitor:
         subset's reconstruction if that is better than the map loaded before; with every
         particle's ``true_rotations`` (simulated or published), the poses' errors too."""
         t0 = time.time()
+        how = replace(how, progress=False)  # no progress bar inside the training's
         rot, origin = predict(encoder, volume, data, self.rows, how)
         t_predict = time.time() - t0
         halves = half_maps(data, self.rows, rot, origin, volume.oversample, self.seed, how.workers)
