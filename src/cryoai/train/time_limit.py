@@ -21,7 +21,8 @@ import math
 from dataclasses import dataclass
 
 SAFETY = 1.25  # margin on measured costs: a shared machine's speed drifts
-END_SECONDS = 10.0  # reserved for writing the outputs (STAR, checkpoint, report) after the finish
+END_SECONDS = 20.0  # reserved for writing the outputs (STAR, checkpoint, report) after the finish: the report
+# took 67 s on a 9-fold oversubscribed CPU, a few seconds on an idle one
 WARM_SHARE = 0.15  # of the limit the warm start may take
 # Warm-start cost, seconds per image of the subset (box 16, one thread of this project's 2-core
 # CPU): 300 images took 5.7 s with 4 refinement passes and 5.9 s with 14, 1500 images 32.5 s
@@ -106,8 +107,14 @@ def rounds_that_fit(costs: FinishCosts, n_left_to_predict: int, n: int, subset: 
 def finish_reserve(costs: FinishCosts, n: int, subset: int, rounds: int, seconds_left: float) -> FinishPlan:
     """What the training leaves for the finish from ``seconds_left``: the mandatory passes, and
     the rounds that fit in half of the rest (the training, and the monitor's map updates in it,
-    keep the other half)."""
+    keep the other half). When the refined mandatory passes do not fit, the encoder's poses are
+    all the finish can give, so the training gets half of what their pass leaves (an untrained
+    encoder's poses are worthless)."""
     mandatory = mandatory_seconds(costs, n)
+    if seconds_left < mandatory:
+        unrefined = mandatory_seconds(costs, n, refine=False)
+        seconds = unrefined + 0.5 * max(seconds_left - unrefined, 0.0)
+        return FinishPlan(min(subset, n), 0, seconds, refine_all=False)
     return plan_finish(costs, n, subset, rounds, mandatory + 0.5 * max(seconds_left - mandatory, 0.0))
 
 
