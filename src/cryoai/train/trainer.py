@@ -308,7 +308,11 @@ class Trainer:
         """A monitor check, logged and recorded; when the volume took the subset's map, the refined
         poses supervise the encoder from now on. Returns the budget re-planned with the check's
         measured cost of a pose (the machine may have slowed down)."""
-        result = self.monitor.check(self.encoder, self.volume, self.data, self.pose_settings(), self.particles.rotations)
+        start = None  # the subset's poses so far, when the monitor watches it
+        if self.monitor.load_maps and np.array_equal(self.monitor.rows, self.subset):
+            start = (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * self.data.apix)
+        result = self.monitor.check(self.encoder, self.volume, self.data, self.pose_settings(), start,
+                                    self.particles.rotations)
         if result.loaded and np.array_equal(self.monitor.rows, self.subset):
             self.subset_rot = torch.from_numpy(result.poses[0]).float()
             self.subset_origin = torch.from_numpy(result.poses[1] / self.data.apix).float()
