@@ -10,7 +10,7 @@ standard; it is comparable between checks, which is what the schedule needs.
 
 The subset's poses are refined from its best so far (``check``'s ``start``); the encoder is
 distilled towards them, not trusted for them. When a check's half-set resolution beats, by more than ``tolerance_px``, that of the map last
-loaded into the volume (the first check's always loads: ``start_monitor``), the direct
+loaded into the volume (at first the warm start's, ``measure_loaded``), the direct
 reconstruction of the whole subset from the refined poses is loaded into the volume and training
 continues from it; the refined poses then replace the subset's warm-start poses in the encoder's
 supervision (``supervision.subset_pose_loss``), so the encoder is distilled towards them.
@@ -79,6 +79,12 @@ class Monitor:
         return cls(np.asarray(state["rows"]), seed, tolerance_px, state.get("load_maps", True), list(state["history"]),
                    float(state["loaded_px"]), float(state["seconds"]))
 
+    def measure_loaded(self, data: TrainingData, poses: Poses, oversample: int, workers: int = 0) -> float:
+        """Record the half-set resolution of the subset's map at ``poses`` (the warm start's): the
+        one a check must beat to replace it (pixels)."""
+        self.loaded_px = float(half_maps(data, self.rows, poses[0], poses[1], oversample, self.seed, workers).resolution_px)
+        return self.loaded_px
+
     def fits(self, train_seconds: float, budget: float, costs: FinishCosts | None) -> bool:
         """Whether a check (as long as the last, the first estimated from the finish's ``costs``)
         fits in the training ``budget`` left (seconds; inf: no limit)."""
@@ -117,8 +123,7 @@ class Monitor:
 
 def start_monitor(subset: np.ndarray, n: int, size: int, seed: int, tolerance_px: float) -> Monitor | None:
     """The monitor of a run on ``n`` particles (None when ``size`` is 0): on the warm-start
-    ``subset``, its first check's map replacing the warm start's (refined at the training box,
-    against the warm-start map from box 16 poses); without a warm start (empty subset), on
+    ``subset`` (its map to beat measured by the caller: ``measure_loaded``); without a warm start (empty subset), on
     ``size`` random particles, recording only (no map to beat)."""
     if size <= 0:
         return None

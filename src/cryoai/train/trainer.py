@@ -354,6 +354,9 @@ class Trainer:
         if self.monitor is None:
             self.monitor = start_monitor(self.subset, len(self.particles), cfg.monitor_subset, cfg.seed,
                                          cfg.plateau_tolerance_px)
+            if self.monitor is not None and self.monitor.load_maps:  # the map to beat: the warm start's
+                poses = (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * self.data.apix)
+                self.monitor.measure_loaded(self.data, poses, self.volume.oversample, cfg.workers)
         budget = self.training_budget()
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not (self.progress and main))
         t_window, n_window = time.time(), 0
