@@ -244,3 +244,18 @@ def test_resume_of_a_run_stopped_before_its_first_checkpoint_starts_it(tiny_set,
     assert cli(["train", star, "-o", str(out), "--resume", "--quiet"]) == 0
     assert "no checkpoint yet" in (out / "log.txt").read_text()
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2
+
+
+@pytest.mark.parametrize("options,past", [(["--max-minutes", "60"], True), (["--max-minutes", "60", "--steps", "900"], False),
+                                          (["--max-minutes", "60", "--epochs", "2"], False), ([], False)])
+def test_a_time_limit_without_a_step_count_trains_while_it_improves(options, past):
+    """`--max-minutes` alone: the steps are the schedule's length, not a stop (train_past_steps);
+    with --steps or --epochs, or without a limit, the step count stops training."""
+    import argparse
+
+    from cryoai.cli.train import add_args, apply_options
+
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    args = parser.parse_args(["p.star", "-o", "out", *options])
+    assert apply_options(default_config(64, "cpu"), args, 1000, 64).train_past_steps is past

@@ -98,7 +98,7 @@ def test_flat_spectrum_whitens_by_exactly_one(tiny_set):
     freqs = torch.rand(10, 2) - 0.5
     for sigma2 in (1.0, 4.0):
         data.noise = NoiseSpectrum(np.full((1, 9), sigma2), np.zeros(len(particles), dtype=np.int64), [1], 16,
-                                   data.apix, 6.0, [100])
+                                   data.apix, 6.0, [100], [1.0])
         white = data.batch(rows)
         torch.testing.assert_close(white.spectra, plain.spectra, rtol=0, atol=0)
         torch.testing.assert_close(white.model_filter(freqs, data.apix), plain.model_filter(freqs, data.apix))
@@ -108,7 +108,7 @@ def test_optics_groups_and_written_table(tmp_path):
     table = pd.DataFrame({"rlnOpticsGroup": [2, 1, 2, 2]})
     rows, ids = optics_groups(SimpleNamespace(table=table))
     assert ids == [1, 2] and rows.tolist() == [1, 0, 1, 1]
-    spectrum = NoiseSpectrum(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), rows, ids, 4, 2.0, 1.0, [1, 3])
+    spectrum = NoiseSpectrum(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), rows, ids, 4, 2.0, 1.0, [1, 3], [1.0, 1.0])
     spectrum.write(tmp_path / "noise_spectrum.txt")
     written = np.loadtxt(tmp_path / "noise_spectrum.txt")
     np.testing.assert_allclose(written[:, 1], [0, 1 / 8, 2 / 8])
@@ -116,3 +116,16 @@ def test_optics_groups_and_written_table(tmp_path):
     # the heavier group (three particles) weighs three times in p_ref; the filter is √(p_ref / p)
     np.testing.assert_allclose(spectrum.whitening(np.array([1]))[0].numpy() ** 2,
                                spectrum.reference() / spectrum.power[0], rtol=1e-6)
+
+
+def test_background_fraction_tells_noise_from_a_noise_free_particle():
+    """Pure noise: the background holds the image's power per pixel (≈ 1); a noise-free particle
+    with nothing outside it: none (0); whitening is chosen only above MIN_BACKGROUND_FRACTION."""
+    from cryoai.data.noise_spectrum import MIN_BACKGROUND_FRACTION, background_fraction
+
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal((50, 32, 32)))
+    assert abs(background_fraction(noise, 12.0) - 1.0) < 0.05
+    c = torch.arange(32.0) - 16
+    blob = torch.exp(-(c[None, :] ** 2 + c[:, None] ** 2) / (2 * 3.0**2)).expand(50, 32, 32)
+    assert background_fraction(blob, 12.0) < 1e-6
+    assert background_fraction(blob + 0.01 * noise, 12.0) < MIN_BACKGROUND_FRACTION < background_fraction(blob + noise, 12.0)

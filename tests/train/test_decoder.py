@@ -30,7 +30,7 @@ def test_white_noise_losses_equal_up_to_a_constant(tiny_set, one_thread):
             return encode_both(encoder, volume, data.batch(batch_rows), idx, freqs, data.apix, True, "cpu")[2]
 
     plain = errors()
-    data.noise = NoiseSpectrum(np.full((1, 9), 3.0), np.zeros(len(particles), dtype=np.int64), [1], 16, data.apix, 6, [1])
+    data.noise = NoiseSpectrum(np.full((1, 9), 3.0), np.zeros(len(particles), dtype=np.int64), [1], 16, data.apix, 6, [1], [1.0])
     torch.testing.assert_close(errors(), plain)  # flat p: w ≡ 1 whatever σ²
     # the tiny set's noise is white, but at SNR 10 its phantom reaches beyond an 80 Å mask, so the
     # background holds signal: the level moves (by 0.6), the error per image by one common factor

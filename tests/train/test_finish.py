@@ -10,7 +10,7 @@ from cryoai.data.particles import load_particles
 from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
 from cryoai.data.training_data import TrainingData
-from cryoai.train.finish import PoseSettings, final_map_and_poses, final_subset, finish_seconds, load_reconstruction
+from cryoai.train.finish import PoseSettings, final_map_and_poses, final_subset, load_reconstruction, measure_costs
 from cryoai.train.predict import refinement_radius
 from cryoai.train.trainer import build_models
 from helpers import tiny_config
@@ -50,7 +50,8 @@ def test_final_map_and_poses_from_explicit_models(tiny_data):
     assert np.allclose(rot @ rot.transpose(0, 2, 1), np.eye(3), atol=1e-5)
     assert rounds == [1, 2] and len(lines) == 3 and "all 60 particles" in lines[-1]
     assert not np.allclose(volume.values.detach().numpy(), before.numpy())
-    assert finish_seconds(encoder, volume, tiny_data, how, 20, 2) > 0
+    costs = measure_costs(encoder, volume, tiny_data, how)
+    assert costs.predict_s > 0 and costs.reconstruct_s > 0
 
 
 def test_the_final_map_is_reconstructed_from_the_rows_kept(tiny_data):

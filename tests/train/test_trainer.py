@@ -200,3 +200,30 @@ def test_compiled_encoder_is_the_same_model():
         (r0, o0), (r1, o1) = eager.eval()(images), compiled.eval()(images)
     assert counters["frames"]["ok"] >= 1
     assert torch.allclose(r0, r1, atol=1e-5) and torch.allclose(o0, o1, atol=1e-5)
+
+
+def test_resume_after_the_warm_start_does_not_redo_it(tiny_set, tmp_path, monkeypatch):
+    """A checkpoint follows the warm start: a run stopped in its first step resumes from it
+    without a second warm start, and ends as a run never stopped."""
+    particles = load_particles(tiny_set / "particles.star")
+    full = Trainer(particles, tiny_config(), RunDir(tmp_path / "full", quiet=True), progress=False)
+    full.fit(finish=False)
+    part = Trainer(particles, tiny_config(), RunDir(tmp_path / "part", quiet=True), progress=False)
+
+    def crash_in_step_0(step):
+        raise Crash
+
+    part.train_step = crash_in_step_0
+    with pytest.raises(Crash):
+        part.fit()
+    resumed = Trainer(particles, tiny_config(), RunDir(tmp_path / "part", quiet=True), resume=True, progress=False)
+    assert resumed.step == 0 and resumed.warm_done
+
+    def no_second_warm_start():
+        raise AssertionError("the warm start ran again")
+
+    monkeypatch.setattr(resumed, "warm_start", no_second_warm_start)
+    resumed.fit(finish=False)
+    assert torch.equal(full.volume.values, resumed.volume.values)
+    for key, value in full.encoder.state_dict().items():
+        assert torch.equal(value, resumed.encoder.state_dict()[key]), key

@@ -71,9 +71,9 @@ def _predict(args: argparse.Namespace, device: str, t0: float) -> int:
         raise InputError(f"{args.particles}: {data.train_box} px at {data.apix:.3f} Å/px after cropping, but the model in "
                          f"{args.run} was trained at {cfg.train_box} px, {state['apix']:.3f} Å/px; re-extract or resample the particles")
     if state["config"].get("whiten", False):  # as in training (older runs did not whiten): the spectrum of these particles
-        from cryoai.data.noise_spectrum import estimate_noise_spectrum
+        from cryoai.data.noise_spectrum import noise_model
 
-        data.noise = estimate_noise_spectrum(data, cfg.particle_diameter_A, seed=cfg.seed)
+        data.noise = noise_model(data, cfg.particle_diameter_A, seed=cfg.seed)
     encoder, volume = build_models(cfg, device)
     encoder.load_state_dict(state["encoder"])
     volume.load_state_dict(state["volume"])

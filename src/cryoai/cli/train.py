@@ -48,7 +48,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     add_cache_arg(parser)
     parser.add_argument("-o", "--out", required=True, help="run directory")
     parser.add_argument("--max-minutes", type=float,
-                        help="wall-time limit of the whole run (warm start and finish included); the schedule is compressed to fit")
+                        help="wall-time limit of the whole run (warm start and finish included): each stage is sized to fit; "
+                             "without --steps/--epochs training goes on while the half-set resolution improves")
     parser.add_argument("--steps", type=int, help="optimisation steps (default from box and device)")
     parser.add_argument("--epochs", type=float, help="passes over the data (sets --steps)")
     parser.add_argument("--batch-size", type=int)
@@ -149,6 +150,8 @@ def apply_options(cfg, args: argparse.Namespace, n_particles: int, box: int):
         parse_symmetry(cfg.symmetry)
     except ValueError as e:
         raise InputError(f"--symmetry: {e}") from None
+    if args.max_minutes is not None:  # a time limit without a step count: train while it improves
+        cfg.train_past_steps = args.steps is None and args.epochs is None
     return fit_to_box(cfg, box)
 
 
@@ -194,8 +197,11 @@ def resume_command(args: argparse.Namespace) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    import time
+
     from cryoai.train import distributed
 
+    args.started = time.time()  # --max-minutes counts from here
     device = distributed.init(pick_device(args.device))  # joins torchrun's ranks, if launched by it
     try:
         return _train(args, device)
@@ -265,7 +271,7 @@ def _run(args: argparse.Namespace, device: str, particles, cfg, halves: bool, sa
             if args.resume and not checkpoint:
                 run.log("no checkpoint yet (stopped before the first): starting from step 0")
             trainer = Trainer(particles, cfg, run, device=device, resume=args.resume and checkpoint,
-                              progress=not args.quiet)
+                              progress=not args.quiet, started=getattr(args, "started", None))
         if saved is None:
             run.write_config(cfg.to_dict(), {"particles": str(args.particles), "n_particles": len(particles),
                                              "box": particles.box, "apix": particles.apix, "device": device,

@@ -49,6 +49,12 @@ if TYPE_CHECKING:
 EDGE_PX = 3.0  # width of the background mask's soft edge (pixels of the training box)
 DIAMETER_FRACTION = 0.75  # default particle diameter as a fraction of the box
 CORRECTIONS = 1  # fixed-point steps that undo the mask's smoothing of the spectrum
+# Whitening needs images whose background is noise: below this fraction of the image's power per
+# pixel the background holds too little to be noise-dominated (high-SNR or noise-free data, where
+# what lies outside the mask is the particle's own tails and the spectrum falls by 10³–10⁵ towards
+# Nyquist: whitening by it amplified those shells and broke the noise-free regression guard,
+# tests/train/test_reconstruction.py, 5° → 66°). Expected: SNR 0.1 ≈ 0.9, SNR 1 ≈ 0.5, SNR 10 ≈ 0.1.
+MIN_BACKGROUND_FRACTION = 0.3
 
 
 def shell_grid(box: int, device=None) -> torch.Tensor:
@@ -115,6 +121,17 @@ def background_power(images: torch.Tensor, radius_px: float, corrections: int = 
     return estimate.float()
 
 
+def background_fraction(images: torch.Tensor, radius_px: float) -> float:
+    """Power per pixel of the images' background (outside the particle circle of ``radius_px``,
+    each image's background offset removed) over their power per pixel in the whole box: ≈ 1 for
+    pure noise, → 0 for noise-free images (``MIN_BACKGROUND_FRACTION``)."""
+    mask = background_mask(images.shape[-1], radius_px)
+    x = images.to(torch.float64)
+    x = x - (x * mask).sum((-2, -1), keepdim=True) / mask.sum()
+    background = float(((x * mask) ** 2).mean() / (mask**2).mean())
+    return background / max(float((x**2).mean()), 1e-30)
+
+
 def optics_groups(particles: ParticleSet) -> tuple[np.ndarray, list[int]]:
     """Per particle, the row of its optics group (N,), and the groups' rlnOpticsGroup numbers
     (one group, numbered 1, when the input has none)."""
@@ -138,6 +155,11 @@ class NoiseSpectrum:
     apix: float  # Å per pixel of the training box
     mask_radius_px: float
     images_per_group: list[int]
+    background_fractions: list[float]  # per group (``background_fraction``)
+
+    def noise_dominated(self) -> bool:
+        """Whether every group's background is noise (``MIN_BACKGROUND_FRACTION``): whiten only then."""
+        return min(self.background_fractions) >= MIN_BACKGROUND_FRACTION
 
     def reference(self) -> float:
         """p_ref: the mean of p over every coefficient of the box and every particle."""
@@ -183,11 +205,25 @@ def estimate_noise_spectrum(data: TrainingData, particle_diameter_A: float | Non
     radius_px = (DIAMETER_FRACTION * box * apix if particle_diameter_A is None else particle_diameter_A) / (2 * apix)
     groups, ids = optics_groups(data.particles)
     rng = np.random.default_rng([seed, 11])
-    power, counts = [], []
+    power, counts, fractions = [], [], []
     for g in range(len(ids)):
         members = np.flatnonzero(groups == g)
         rows = np.sort(rng.choice(members, min(images_per_group, len(members)), replace=False))
         images = torch.from_numpy(data.normalised_images(rows))
         power.append(background_power(images, radius_px).numpy())
         counts.append(len(rows))
-    return NoiseSpectrum(np.stack(power), groups, ids, box, apix, radius_px, counts)
+        fractions.append(background_fraction(images, radius_px))
+    return NoiseSpectrum(np.stack(power), groups, ids, box, apix, radius_px, counts, fractions)
+
+
+def noise_model(data: TrainingData, particle_diameter_A: float | None = None, seed: int = 0,
+                log=lambda line: None) -> NoiseSpectrum | None:
+    """The spectrum to whiten ``data`` by, or None (white) when the images' background is not
+    noise-dominated (``NoiseSpectrum.noise_dominated``); the estimate and the choice are logged."""
+    spectrum = estimate_noise_spectrum(data, particle_diameter_A, seed=seed)
+    log(spectrum.summary())
+    if spectrum.noise_dominated():
+        return spectrum
+    log(f"not whitening: the background holds {min(spectrum.background_fractions):.2f} of the images' power per "
+        f"pixel (< {MIN_BACKGROUND_FRACTION}): high-SNR or noise-free images, whose background is not noise")
+    return None

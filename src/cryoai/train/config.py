@@ -19,8 +19,18 @@ class TrainConfig:
     encoder_widths: tuple[int, ...] = (16, 32, 64, 64)
     fouriernet_hidden: int = 128
     # schedule: total optimisation steps, and where each stage ends as a fraction of the schedule
-    # (of the steps, or of the time budget under max_minutes when that runs out first)
+    # (of the steps, or of the time budget under max_minutes when that runs out first).
+    # Steps and time: the schedule spans `steps` or the training-time budget, whichever ends first
+    # (a short limit compresses it). Training stops at the end of the schedule ("step limit"), when
+    # the time budget is spent ("time limit"), or once the loss radius is full (march_until) and the
+    # monitor's half-set resolution has not improved by more than plateau_tolerance_px over
+    # plateau_checks checks ("converged"). With train_past_steps (set by `train --max-minutes`
+    # without --steps/--epochs) the step count does not stop it: after the schedule, encoder and
+    # volume go on training at the full radius while the resolution improves, within the limit.
     steps: int = 3500
+    train_past_steps: bool = False
+    plateau_checks: int = 3
+    plateau_tolerance_px: float = 0.05
     pretrain_until: float = 0.4  # encoder alone, on renders of the warm-start volume at known poses
     freeze_volume_until: float = 0.5  # then on the data too, the warm-start volume still frozen
     supervise_until: float = 0.65  # synthetic and warm-start poses supervise the encoder, fading out
@@ -37,6 +47,10 @@ class TrainConfig:
     warm_subset: int = 1500
     warm_box: int = 16
     warm_iterations: int = 14
+    # the convergence monitor, every volume_every steps: the warm-start subset's poses predicted and
+    # refined, the half-set resolution from them, and their reconstruction loaded into the volume
+    # when it beats the one loaded before; without a warm start, this many random particles (0: off)
+    monitor_subset: int = 1500
     final_iterations: int = 4  # after training: reconstruct from the poses, refine them, repeat …
     final_subset: int = 20000  # … on this many particles; then one pass over all of them
     # junk (train/scores.py, train/classes.py)
@@ -94,7 +108,8 @@ def fit_to_box(cfg: TrainConfig, box: int) -> TrainConfig:
 # What a resumed run may change: how long and how fast it runs, and how often it reports;
 # every other field fixes what the checkpoint holds or the order the data are drawn in.
 RESUMABLE_FIELDS = ("max_minutes", "workers", "compile", "log_every", "checkpoint_every", "volume_every",
-                    "keep", "classes")  # the last two choose what the finish does with the poses
+                    "keep", "classes",  # these two choose what the finish does with the poses
+                    "train_past_steps", "plateau_checks", "plateau_tolerance_px")
 
 
 def config_from_dict(values: dict) -> TrainConfig:

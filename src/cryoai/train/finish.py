@@ -5,7 +5,9 @@ the encoder with local refinement, then ``rounds`` of direct reconstruction and 
 against it. Then every particle gets its pose from the encoder, refined against that map (the
 subset keeps its own), and the final map is reconstructed from all of them (or from those the
 caller keeps: ``map_rows``, e.g. by the fit scores of ``train/scores.py``). Only the last two
-passes grow with the data set. Functions of the models and data, so that a benchmark can time
+passes grow with the data set. Under a time limit the rounds and the subset are cut to what
+fits, from the measured cost of each pass (``Deadline``, ``train/time_limit.py``). Functions of
+the models and data, so that a benchmark can time
 any part (``benchmarks/million.py``); under torchrun every rank calls them and each does its
 share of every pass.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,8 +27,9 @@ from cryoai.data.training_data import TrainingData
 from cryoai.train.batches import chunked_batches
 from cryoai.train.decoder import loss_frequencies
 from cryoai.train.hypotheses import TURNS
-from cryoai.train.predict import predict_poses, predict_poses_sharded
+from cryoai.train.predict import predict_poses_sharded
 from cryoai.train.research import FRACTION, research_poses
+from cryoai.train.time_limit import FinishCosts, plan_finish, rounds_that_fit
 
 Poses = tuple[np.ndarray, np.ndarray]  # RELION rotation matrices (N, 3, 3), origins (N, 2) in Å
 
@@ -77,14 +80,14 @@ def load_reconstruction(volume, data: TrainingData, rows: np.ndarray, poses: Pos
 
 
 def predict(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: PoseSettings,
-            start: Poses | None = None) -> Poses:
+            start: Poses | None = None, refine: bool = True) -> Poses:
     """Poses of ``rows`` (None: all): the encoder's, or ``start``, refined against ``volume``.
     Given ``start``, the volume is a reconstruction, known to Nyquist: refinement compares up to
     ``predict.refinement_radius`` of that."""
     known_to = how.radius if start is None else data.train_box / 2
     return predict_poses_sharded(encoder, volume, data, known_to, how.symmetric, device=how.device,
-                                 progress=how.progress, indices=rows, start_poses=start, workers=how.workers,
-                                 turns=how.turns)
+                                 progress=how.progress, indices=rows, refine=refine, start_poses=start,
+                                 workers=how.workers, turns=how.turns)
 
 
 def final_subset(n: int, size: int, seed: int) -> np.ndarray:
@@ -94,51 +97,109 @@ def final_subset(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
+@dataclass
+class Deadline:
+    """The time the finish must end by (``time.time()`` seconds) and the costs of its passes,
+    updated as each pass is timed (``time_limit.FinishCosts``)."""
+
+    at: float
+    costs: FinishCosts
+
+    def left(self) -> float:
+        return self.at - time.time()
+
+
+def measure_costs(encoder, volume, data: TrainingData, how: PoseSettings, probe: int = 128) -> FinishCosts:
+    """Seconds per image of the finish's passes, timed on ``probe`` images: a pose (encoder and
+    refinement at the finish's radius, the loss radius at its end) and the reconstruction (its
+    fixed cost spread over the probe: an overestimate for larger sets)."""
+    rows = np.arange(min(probe, len(data.particles)))
+    at_end = replace(how, radius=data.train_box / 2, progress=False)
+    t0 = time.time()
+    rot, origin = predict(encoder, volume, data, rows, at_end)
+    t1 = time.time()
+    reconstruct(data, rows, torch.from_numpy(rot).float(), torch.from_numpy(origin / data.apix).float(),
+                volume.oversample, how.workers)
+    t2 = time.time()
+    predict(encoder, volume, data, rows[: max(1, len(rows) // 4)], at_end, refine=False)
+    per = 1 / len(rows)
+    return FinishCosts(predict_s=(t1 - t0) * per, encode_s=(time.time() - t2) / max(1, len(rows) // 4),
+                       refine_s=(t1 - t0) * per, reconstruct_s=(t2 - t1) * per)
+
+
 def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds: int, how: PoseSettings,
                   after_round: Callable[[int], None] = lambda k: None,
-                  log: Callable[[str], None] = lambda line: None) -> Poses:
+                  log: Callable[[str], None] = lambda line: None, deadline: Deadline | None = None) -> Poses:
     """Poses of ``rows`` from the encoder, then ``rounds`` × (reconstruct ``volume`` from them,
     refine them against it, re-search the worst-fitting ``how.research_fraction`` of them
-    globally, ``train/research.py``); ``after_round(k)`` after round k's reconstruction (1-based)."""
+    globally, ``train/research.py``); ``after_round(k)`` after round k's reconstruction (1-based).
+
+    With a ``deadline``, each pass is timed (its cost per image updates ``deadline.costs``) and a
+    round starts only if it fits in the time left with the passes that must follow it: a pose
+    for every particle not in ``rows``, then the map from all of them."""
+    n = len(data.particles)
+    t0 = time.time()
     poses = predict(encoder, volume, data, rows, how)
+    if deadline is not None:
+        deadline.costs.predict_s = (time.time() - t0) / len(rows)
     for k in range(1, rounds + 1):
+        fit = None if deadline is None else rounds_that_fit(deadline.costs, n - len(rows), n, len(rows), deadline.left())
+        if fit is not None and dist.from_main(float(fit)) < 1:  # rank 0's clock decides for every rank
+            log(f"finish: stopped after {k - 1} of {rounds} refinement rounds: the next does not fit in the "
+                f"{deadline.left() / 60:.1f} min left")
+            break
+        t0 = time.time()
         load_reconstruction(volume, data, rows, poses, how)
+        t_reconstruct = time.time() - t0
         after_round(k)
+        t0 = time.time()
         poses = predict(encoder, volume, data, rows, how, start=poses)
         poses = research_poses(volume, data, rows, poses, how.research_fraction, how.device, how.workers)
+        if deadline is not None:  # the round's refinement cost includes its re-search
+            deadline.costs.reconstruct_s, deadline.costs.refine_s = t_reconstruct / len(rows), (time.time() - t0) / len(rows)
         log(f"final refinement {k}/{rounds}: reconstructed from {len(rows)} poses, refined")
     return poses
 
 
 def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, subset_size: int, rounds: int,
                         seed: int, after_round: Callable[[int], None] = lambda k: None,
-                        log: Callable[[str], None] = lambda line: None,
+                        log: Callable[[str], None] = lambda line: None, deadline: float | None = None,
                         map_rows: Callable[[Poses], np.ndarray] | None = None) -> Poses:
     """The finish (module docstring): returns every particle's pose and leaves ``volume`` holding
     the map reconstructed from them: all, or the rows ``map_rows(poses)`` chooses (called with
-    ``volume`` still holding the map every pose was refined against, e.g. to score the fits)."""
+    ``volume`` still holding the map every pose was refined against, e.g. to score the fits).
+
+    With a ``deadline`` (``time.time()`` seconds), the costs are measured first and the rounds
+    and subset cut to what fits (``time_limit.plan_finish``), then re-checked before each round;
+    the pass over all particles and the final reconstruction always run."""
     n = len(data.particles)
+    clock, refine_all = None, True
+    if deadline is not None:
+        clock = Deadline(deadline, measure_costs(encoder, volume, data, how))
+        plan = plan_finish(clock.costs, n, subset_size, rounds, clock.left())
+        log(f"finish: {plan.rounds} of {rounds} refinement rounds on {min(plan.subset, n)} particles fit in the "
+            f"{clock.left() / 60:.1f} min left (estimated {plan.seconds / 60:.1f} min)"
+            + ("" if plan.refine_all else "; not even refined poses for all do: the encoder's poses, unrefined"))
+        subset_size, rounds = int(dist.from_main(float(plan.subset))), int(dist.from_main(float(plan.rounds)))
+        refine_all = dist.from_main(float(plan.refine_all)) > 0
+    if rounds == 0:  # one pass over all particles, then the map
+        rot, origin = predict(encoder, volume, data, None, how, refine=refine_all)
+        rows = np.arange(n) if map_rows is None else map_rows((rot, origin))
+        load_reconstruction(volume, data, rows, (rot, origin), how)
+        log(f"poses for all {n} particles predicted" + (" and refined" if refine_all else " (encoder only)"))
+        return rot, origin
     subset = final_subset(n, subset_size, seed)
-    rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log)
+    rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log, clock)
     if n > len(subset):
-        rot, origin = predict(encoder, volume, data, None, how)
+        rest = np.setdiff1d(np.arange(n), subset)  # the subset keeps its refined poses
+        rot, origin = np.empty((n, 3, 3)), np.empty((n, 2))
+        rot[rest], origin[rest] = predict(encoder, volume, data, rest, how)
         rot[subset], origin[subset] = rot_s, origin_s
         log(f"poses for all {n} particles predicted and refined")
     else:
         rot, origin = rot_s, origin_s
     rows = np.arange(n) if map_rows is None else map_rows((rot, origin))
     load_reconstruction(volume, data, rows, (rot, origin), how)
+    if clock is not None:
+        log(f"finish: ended {clock.left():+.0f} s from the deadline")
     return rot, origin
-
-
-def finish_seconds(encoder, volume, data: TrainingData, how: PoseSettings, subset_size: int, rounds: int) -> float:
-    """Estimated wall time of ``final_map_and_poses``: predicting and refining 256 images, timed,
-    scaled to the passes it makes, plus a third for the reconstructions."""
-    rows = np.arange(min(256, len(data.particles)))
-    t0 = time.time()
-    predict_poses(encoder, volume, data, how.radius, device=how.device, progress=False, indices=rows)
-    per_image = (time.time() - t0) / len(rows)
-    n = len(data.particles)
-    subset = min(n, subset_size)
-    passes = subset * (rounds + 1) + (n - subset)
-    return 1.3 * per_image * passes / dist.world_size()  # under torchrun the ranks share the passes

@@ -9,6 +9,7 @@ OUT/fsc.txt / fsc.png give the half-map FSC (resolution at 0.143).
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,6 +68,7 @@ def _train_half(particles: ParticleSet, cfg: TrainConfig, half: int, run: RunDir
 def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: str, resume: bool,
                  progress: bool) -> dict:
     labels = split_halves(len(particles), cfg.seed)
+    t0 = time.time()  # under --max-minutes each half gets its share of what is left
     rotations = np.zeros((len(particles), 3, 3))
     origins = np.zeros((len(particles), 2))
     maps, apix = [], None
@@ -79,7 +81,9 @@ def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: 
             rotations[rows], origins[rows] = done.rotations, done.origins_A
         else:
             run.log(f"half {half}: {len(rows)} particles → {folder}")
-            rotations[rows], origins[rows] = _train_half(particles.subset(rows), replace(cfg, seed=cfg.seed + half),
+            limit = None if not cfg.max_minutes else (cfg.max_minutes - (time.time() - t0) / 60) / (3 - half)
+            half_cfg = replace(cfg, seed=cfg.seed + half, max_minutes=limit)
+            rotations[rows], origins[rows] = _train_half(particles.subset(rows), half_cfg,
                                                          half, RunDir(folder, quiet=run.quiet), device, resume, progress)
         if is_main():  # under torchrun rank 0 alone wrote the map and does what follows
             vol, apix = read_map(folder / "volume.mrc")

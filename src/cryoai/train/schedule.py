@@ -10,6 +10,8 @@ subset (its poses and volume), the stages are:
 and the subset's poses supervise the encoder at full weight until ``freeze_volume_until``,
 then fading linearly to zero at ``supervise_until``. Without a subset (``--no-warm-start``)
 every step is JOINT and unsupervised. The loss radius marches out independently of the stage.
+Past the position 1 (``train_past_steps``) every step is JOINT at the full radius. When the loop
+stops is ``stop_reason``.
 """
 
 from __future__ import annotations
@@ -52,3 +54,44 @@ def supervision_weight(cfg: TrainConfig, position: float, has_subset: bool) -> f
         return cfg.supervision_weight
     fade = (position - cfg.freeze_volume_until) / max(cfg.supervise_until - cfg.freeze_volume_until, 1e-9)
     return cfg.supervision_weight * (1 - fade)
+
+
+# ---- when training stops ------------------------------------------------------------------------
+TIME_LIMIT, STEP_LIMIT, CONVERGED = "time limit", "step limit", "converged"
+
+
+def plateaued(history: list[float], checks: int, tolerance: float) -> bool:
+    """Whether the last ``checks`` values of ``history`` (half-set resolutions in pixels, lower is
+    better) fail to improve on the best before them by more than ``tolerance``."""
+    if checks < 1 or len(history) <= checks:
+        return False
+    return min(history[-checks:]) > min(history[:-checks]) - tolerance
+
+
+def stop_reason(cfg: TrainConfig, step: int, position: float, train_seconds: float, budget: float,
+                history: list[float]) -> str | None:
+    """Why the training loop stops before step ``step``, or None to go on:
+
+    - TIME_LIMIT: the training-time budget (``Trainer.training_budget``) is spent;
+    - STEP_LIMIT: ``cfg.steps`` are done, unless ``cfg.train_past_steps`` (under a time limit)
+      lets training go on in the JOINT stage at the full loss radius while it still improves;
+    - CONVERGED: the loss radius has reached the box edge (``march_until``) and the monitor's
+      half-set resolution ``history`` has plateaued (``plateaued`` over ``cfg.plateau_checks``).
+    """
+    if train_seconds >= budget:
+        return TIME_LIMIT
+    if step >= cfg.steps and not (cfg.train_past_steps and budget < float("inf")):
+        return STEP_LIMIT
+    if position >= cfg.march_until and plateaued(history, cfg.plateau_checks, cfg.plateau_tolerance_px):
+        return CONVERGED
+    return None
+
+
+def stop_message(reason: str, cfg: TrainConfig, step: int, history: list[float]) -> str:
+    """The log line that says why training stopped."""
+    if reason == CONVERGED:
+        return (f"training stopped at step {step}, converged: half-set resolution {min(history):.2f} px, "
+                f"not improved by more than {cfg.plateau_tolerance_px:g} px over {cfg.plateau_checks} checks")
+    if reason == TIME_LIMIT:
+        return f"training stopped at step {step}: time limit (the finish's time is reserved)"
+    return f"training stopped at step {step}: step limit ({cfg.steps} steps)"

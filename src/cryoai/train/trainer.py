@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cryoai.data.noise_spectrum import estimate_noise_spectrum
+from cryoai.data.noise_spectrum import noise_model
 from cryoai.data.particle_export import write_particle_files
 from cryoai.data.particles import ParticleSet
 from cryoai.data.training_data import Batch, TrainingData
@@ -41,12 +41,14 @@ from cryoai.train.config import TrainConfig
 from cryoai.train.contrast import contrast_scales
 from cryoai.train.decoder import encode_both, loss_frequencies
 from cryoai.train.final_check import final_check
-from cryoai.train.finish import PoseSettings, final_map_and_poses, finish_seconds, reconstruct
+from cryoai.train.finish import PoseSettings, final_map_and_poses, measure_costs, reconstruct
+from cryoai.train.monitor import Monitor, start_monitor
 from cryoai.train.predict import predict_poses
 from cryoai.train.run_dir import RunDir
-from cryoai.train.schedule import loss_radius
+from cryoai.train.schedule import loss_radius, stop_message, stop_reason
 from cryoai.train.scores import judge_particles, parse_keep
 from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
+from cryoai.train.time_limit import END_SECONDS, WARM_SHARE, finish_reserve, warm_start_images
 from cryoai.train.warmstart import WarmStartConfig, warm_start
 
 
@@ -66,20 +68,23 @@ def build_models(cfg: TrainConfig, device: str) -> tuple[PoseEncoder, torch.nn.M
 
 class Trainer:
     def __init__(self, particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: str = "cpu",
-                 resume: bool = False, progress: bool = True):
+                 resume: bool = False, progress: bool = True, started: float | None = None):
         self.particles, self.cfg, self.run, self.device, self.progress = particles, cfg, run, device, progress
         self.data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert, seed=cfg.seed)
         cfg.train_box, cfg.encoder_box = self.data.train_box, self.data.encoder_box
         if cfg.whiten:  # the noise model: spectra and model whitened from here on (data/training_data.py)
-            self.data.noise = estimate_noise_spectrum(self.data, cfg.particle_diameter_A, seed=cfg.seed)
-            run.log(self.data.noise.summary())
-            if dist.is_main():
+            self.data.noise = noise_model(self.data, cfg.particle_diameter_A, cfg.seed, run.log)
+            if dist.is_main() and self.data.noise is not None:
                 self.data.noise.write(run.path / "noise_spectrum.txt")
         torch.manual_seed(cfg.seed)
         self.encoder, self.volume = build_models(cfg, device)
         self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
         self.opt_volume = torch.optim.Adam(self.volume.parameters(), lr=cfg.volume_lr)
         self.step = 0
+        self.t_start = started or time.time()  # the time limit counts from here (`train`: the command's start)
+        self.warm_done = False  # the warm start has run (its checkpoint saves redoing it on --resume)
+        self.monitor: Monitor | None = None
+        self.costs = None  # of the finish's passes, under max_minutes (time_limit.FinishCosts)
         self.position = 0.0  # where the schedule stands, 0 … 1 (see fit)
         self.train_seconds = 0.0  # wall time spent in the training loop so far
         self.elapsed_before = 0.0
@@ -105,6 +110,7 @@ class Trainer:
                 "encoder": self.encoder.state_dict(), "volume": self.volume.state_dict(),
                 "opt_encoder": self.opt_encoder.state_dict(), "opt_volume": self.opt_volume.state_dict(),
                 "subset": self.subset, "subset_rot": self.subset_rot, "subset_origin": self.subset_origin,
+                "warm_done": self.warm_done, "monitor": None if self.monitor is None else self.monitor.state(),
                 "config": self.cfg.to_dict(), "apix": self.data.apix}
 
     def _restore(self, state: dict) -> None:
@@ -115,23 +121,31 @@ class Trainer:
         self.step, self.elapsed_before = state["step"], state["elapsed"]
         self.position, self.train_seconds = state.get("position", 0.0), state.get("train_seconds", 0.0)
         self.subset, self.subset_rot, self.subset_origin = state["subset"], state["subset_rot"], state["subset_origin"]
+        self.warm_done = state.get("warm_done", self.step > 0)
+        if state.get("monitor") is not None:
+            self.monitor = Monitor.from_state(state["monitor"], self.cfg.seed, self.cfg.plateau_tolerance_px)
         self.run.log(f"resumed from step {self.step}")
 
     # ---- stages ------------------------------------------------------------------------
     def warm_start(self) -> None:
         cfg, data = self.cfg, self.data
         rng = np.random.default_rng(cfg.seed)
-        self.subset = np.sort(rng.choice(len(self.particles), min(cfg.warm_subset, len(self.particles)), replace=False))
+        left = self.seconds_left()  # under a time limit: the subset sized to it, a hard stop at twice its share
+        size, deadline = warm_start_images(left, cfg.warm_subset), None if left is None else time.time() + 2 * WARM_SHARE * left
+        if size < cfg.warm_subset:
+            self.run.log(f"warm start sized to the time limit: {size} images, not {cfg.warm_subset} ({left / 60:.1f} min left)")
+        self.subset = np.sort(rng.choice(len(self.particles), min(size, len(self.particles)), replace=False))
         b = min(cfg.warm_box, data.train_box)
         spectra, ctf_values = data.small_box_inputs(self.subset, b)  # whitened, CTF × whitening
         t0 = time.time()
-        result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed),
-                            log=self.run.log)
+        result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed,
+                                                                    deadline=deadline), log=self.run.log)
         self.subset_rot = result.rotations
         self.subset_origin = result.origins_px * (data.train_box / b)
         self._index_subset()
         spectrum = reconstruct(data, self.subset, self.subset_rot, self.subset_origin, self.volume.oversample)
         self.volume.load_spectrum(spectrum.to(self.device))
+        self.warm_done = True
         record = {"step": 0, "stage": "warm_start", "seconds": time.time() - t0}
         if self.particles.rotations is not None:  # simulated or published poses: how close it came
             from cryoai.eval.poses import evaluate_poses
@@ -169,7 +183,8 @@ class Trainer:
             def rows_of(i: int) -> np.ndarray:
                 return dist.shard(self.sample_indices(step + i, with_subset))
 
-            self._stream = batches(self.data, rows_of, self.cfg.steps - step, self.cfg.workers,
+            count = 10**9 if self.cfg.train_past_steps else self.cfg.steps - step  # past steps: until it stops
+            self._stream = batches(self.data, rows_of, count, self.cfg.workers,
                                    pin_memory=str(self.device).startswith("cuda"))
         self._stream_next = (step + 1, with_subset)
         return next(self._stream)
@@ -263,9 +278,11 @@ class Trainer:
                                           self.cfg.workers, run.log))
             return np.flatnonzero(judged["rlnSelected"])
 
+        left = self.seconds_left()
         rot, origin = final_map_and_poses(self.encoder, self.volume, self.data, self.pose_settings(),
                                           self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
-                                          write_round, run.log, map_rows=kept_rows)
+                                          write_round, run.log, None if left is None else time.time() + left,
+                                          map_rows=kept_rows)
         kept = np.flatnonzero(judged["rlnSelected"])
         scales = contrast_scales(self.volume, self.data, np.arange(len(rot)), torch.from_numpy(rot).float(),
                                  torch.from_numpy(origin / self.data.apix).float(), device=self.device)
@@ -312,18 +329,44 @@ class Trainer:
     def pose_settings(self) -> PoseSettings:
         return PoseSettings(self.radius(), self.cfg.loss == "symmetric", self.device, self.cfg.workers, self.progress)
 
-    def training_budget(self) -> float:
-        """Seconds of training loop the ``max_minutes`` limit allows (inf without one): what it
-        leaves after the time already spent and the estimated ``finish``."""
+    def seconds_left(self) -> float | None:
+        """Seconds left of the ``max_minutes`` limit (None without one), END_SECONDS kept for the outputs."""
+        limit = self.cfg.max_minutes
+        return 60 * limit - END_SECONDS - self.elapsed_before - (time.time() - self.t_start) if limit else None
+
+    def training_budget(self, costs=None) -> float:
+        """Seconds of training the ``max_minutes`` limit allows (inf without one) after the finish's
+        reserve (``time_limit.finish_reserve``) at its ``costs`` (``finish.measure_costs`` if None)."""
         cfg = self.cfg
         if not cfg.max_minutes:
             return math.inf
-        left = 60 * cfg.max_minutes - self.elapsed_before - (time.time() - self.t_start)
-        finish_s = finish_seconds(self.encoder, self.volume, self.data, self.pose_settings(),
-                                  cfg.final_subset, cfg.final_iterations)
-        budget = dist.from_main(self.train_seconds + max(left - finish_s, 0.0))  # rank 0's clock rules
-        self.run.log(f"training-time budget {budget / 60:.1f} min of the {cfg.max_minutes:g}-minute limit")
+        self.costs = costs or measure_costs(self.encoder, self.volume, self.data, self.pose_settings())
+        left = self.seconds_left()
+        plan = finish_reserve(self.costs, len(self.particles), cfg.final_subset, cfg.final_iterations, left)
+        budget = dist.from_main(self.train_seconds + max(left - plan.seconds, 0.0))  # rank 0's clock rules
+        self.run.log(f"time limit: {left / 60:.1f} min left, the finish's reserve {plan.seconds / 60:.1f} min ({plan.rounds} of "
+                     f"{cfg.final_iterations} rounds on {plan.subset} particles): training budget {budget / 60:.1f} min")
         return budget
+
+    def monitor_check(self, budget: float) -> float:
+        """A monitor check, logged and recorded; when the volume took the subset's map, the refined
+        poses supervise the encoder from now on. Returns the budget re-planned with the check's
+        measured cost of a pose (the machine may have slowed down)."""
+        start = None  # the subset's poses so far, when the monitor watches it
+        if self.monitor.load_maps and np.array_equal(self.monitor.rows, self.subset):
+            start = (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * self.data.apix)
+        result = self.monitor.check(self.encoder, self.volume, self.data, self.pose_settings(), start,
+                                    self.particles.rotations)
+        if result.loaded and np.array_equal(self.monitor.rows, self.subset):
+            self.subset_rot = torch.from_numpy(result.poses[0]).float()
+            self.subset_origin = torch.from_numpy(result.poses[1] / self.data.apix).float()
+        self.run.metrics(result.record(self.step, self.elapsed_before + time.time() - self.t_start))
+        self.run.log(f"monitor at step {self.step}: {result.summary()}")
+        if budget == math.inf:
+            return budget
+        if self.radius() >= self.cfg.train_box / 4:  # refined as far out as the finish will: the same cost
+            self.costs.predict_s = result.predict_seconds / len(self.monitor.rows)
+        return self.training_budget(self.costs)
 
     def log_record(self, record: dict, images_per_s: float, bar: tqdm) -> None:
         """Average a step's record over the ranks, add speed (and, at checkpoints, pose errors),
@@ -339,26 +382,37 @@ class Trainer:
         self.run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
 
     def fit(self, finish: bool = True) -> dict:
-        """Warm start, the training loop, then ``finish`` (unless ``finish`` is False: then the run
-        ends at the loop's last checkpoint and {} is returned).
-
-        The stages are placed by the schedule position: the fraction of ``steps`` done or, under
-        ``max_minutes``, the fraction of the training-time budget spent if that is larger
-        (``training_budget``), so a time limit compresses the whole schedule instead of cutting
-        it short.
+        """Warm start (and a checkpoint), the training loop, then ``finish`` (unless ``finish`` is
+        False: then the run ends at the loop's last checkpoint and {} is returned). The stages are placed by the schedule position: the fraction of ``steps`` done or, under
+        ``max_minutes``, of the training-time budget (``training_budget``) if larger, so a time
+        limit compresses the schedule. Every ``volume_every`` steps the monitor checks the map
+        (``monitor_check``); ``schedule.stop_reason`` ends the loop, and the log says why.
         """
         cfg, run = self.cfg, self.run
-        self.t_start = time.time()
-        if self.step == 0 and cfg.warm_start:
+        main = dist.is_main()  # under torchrun, rank 0 alone evaluates and writes (RunDir is inert elsewhere)
+        if not self.warm_done and cfg.warm_start:
             self.warm_start()
             self.share_warm_start()
+            if main:  # `--resume` continues from here instead of redoing the warm start
+                save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+        if self.monitor is None:
+            self.monitor = start_monitor(self.subset, len(self.particles), cfg.monitor_subset, cfg.seed,
+                                         cfg.plateau_tolerance_px)
+            if self.monitor is not None and self.monitor.load_maps:  # the map to beat: the warm start's
+                poses = (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * self.data.apix)
+                self.monitor.measure_loaded(self.data, poses, self.volume.oversample, cfg.workers)
         budget = self.training_budget()
-        main = dist.is_main()  # under torchrun, rank 0 alone evaluates and writes (RunDir is inert elsewhere)
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not (self.progress and main))
         t_window, n_window = time.time(), 0
+        reason = None
         with sigint_at_step_end(enabled=dist.world_size() == 1) as interrupted:  # Ctrl-C: stop after this step
-            while self.step < cfg.steps and self.train_seconds < budget and not interrupted():
-                self.position = max(self.step / cfg.steps, self.train_seconds / budget)
+            while not interrupted():
+                spent = self.train_seconds / budget if budget > 0 else 1.0
+                self.position = max(self.position, min(1.0, max(self.step / cfg.steps, spent)))
+                reason = stop_reason(cfg, self.step, self.position, self.train_seconds, budget,
+                                     self.monitor.history if self.monitor else [])
+                if reason:
+                    break
                 t_step = time.time()
                 record = self.train_step(self.step)
                 self.step += 1
@@ -368,6 +422,9 @@ class Trainer:
                     rate = n_window / (time.time() - t_window)
                     t_window, n_window = time.time(), 0
                     self.log_record(record, rate, bar)
+                if (self.monitor is not None and self.step % cfg.volume_every == 0
+                        and self.monitor.fits(self.train_seconds, budget, self.costs)):
+                    budget = self.monitor_check(budget)
                 if main and self.step % cfg.checkpoint_every == 0:
                     save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
                 if main and self.step % cfg.volume_every == 0:
@@ -381,4 +438,7 @@ class Trainer:
             save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
         if interrupted():  # the checkpoint holds this step: `--resume` continues from it
             raise Interrupted(self.step)
+        run.log(stop_message(reason, cfg, self.step, self.monitor.history if self.monitor else []))
+        run.metrics({"step": self.step, "stage": "stopped", "reason": reason,
+                     "elapsed_s": self.elapsed_before + time.time() - self.t_start})
         return self.finish() if finish else {}

@@ -41,6 +41,7 @@ stage, in the order they run.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +106,7 @@ class WarmStartConfig:
     local_step_deg: tuple[float, float] = (5.0, 1.5)
     local_shift_px: float = 0.25
     fit_fraction: float = 0.8
+    deadline: float | None = None  # time.time() by which to end (a time limit): see ``warm_start``
 
 
 @dataclass
@@ -169,7 +171,8 @@ def warm_start(spectra: torch.Tensor, ctf_values: torch.Tensor, box: int,
 
     spectra (M, b, b) centred complex spectra; ctf_values (M, b, b) CTF at the same grid (ones
     when the data has none). ``callback(rotations, origins)`` is called after each SGD epoch and
-    refinement pass.
+    refinement pass. With ``config.deadline``, the stochastic EM ends once three quarters of the
+    time to it are spent and the refinement passes after the first once it has passed.
     """
     state = WarmStart(spectra, ctf_values, box, config or WarmStartConfig(), log, callback)
     state.estimate_support()
@@ -262,6 +265,7 @@ class WarmStart:
         power = float((self.X.abs() ** 2).mean())  # mean power per coefficient of the images
         clean_var = 0.0  # estimated residual variance of the clean images at the last step
         previous = self.rotations.clone()
+        stop_at = None if cfg.deadline is None else time.time() + 0.75 * (cfg.deadline - time.time())
         for step in range(steps):
             radius = cfg.radius_start_px + (self.radius_sgd_end - cfg.radius_start_px) * step / max(steps - 1, 1)
             added = max(0.0, cfg.noise_floor * power - clean_var)
@@ -270,6 +274,9 @@ class WarmStart:
             if (step + 1) % epoch == 0 or step == steps - 1:
                 self.record("sgd", radius, noise_var, previous, weights, step=step + 1, added_noise_var=added)
                 previous = self.rotations.clone()
+            if stop_at is not None and time.time() > stop_at:
+                self.log(f"warm start: stochastic EM stopped after {step + 1} of {steps} steps (time limit)")
+                break
 
     def sgd_step(self, batch: int, radius: float, added: float, scale: float, prune: bool = False) -> tuple[torch.Tensor, float]:
         """One step on a random batch: E-step with noise of variance ``added`` per coefficient, then
@@ -320,6 +327,9 @@ class WarmStart:
         cfg, box = self.cfg, self.box
         n_march = max(1, (cfg.iterations + 1) // 2)
         for it in range(cfg.iterations):
+            if it >= cfg.global_iterations and cfg.deadline is not None and time.time() > cfg.deadline:
+                self.log(f"warm start: refinement stopped after {it} of {cfg.iterations} passes (time limit)")
+                break
             radius = self.radius_sgd_end + (box / 2 - self.radius_sgd_end) * min(it + 1, n_march) / n_march
             previous = self.rotations.clone()
             if it < cfg.global_iterations:

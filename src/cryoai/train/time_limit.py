@@ -1,0 +1,124 @@
+"""The time limit (``--max-minutes``): pure functions that size each stage of a run to the time left.
+
+Under a limit of T seconds a run is laid out as
+
+    warm start   ``warm_start_images``: at most WARM_SHARE·T by a cost model (fewer images
+                 when T is short); a checkpoint follows it
+    training     what is left after the finish's reserve (``finish_reserve``); the schedule is
+                 compressed into it and the convergence monitor's checks are paid from it
+    finish       ``plan_finish`` and ``rounds_that_fit``: from the cost per image of each pass,
+                 measured as the passes run, as many refinement rounds (on as large a subset) as
+                 fit in the time left; the pass over all particles and the final reconstruction
+                 always run, so their estimate is reserved first
+
+Costs are wall seconds per image (under torchrun, of the whole run: the ranks share each pass),
+multiplied by SAFETY before they are compared with the time left.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SAFETY = 1.25  # margin on measured costs: a shared machine's speed drifts
+END_SECONDS = 20.0  # reserved for writing the outputs (STAR, checkpoint, report) after the finish: the report
+# took 67 s on a 9-fold oversubscribed CPU, a few seconds on an idle one
+WARM_SHARE = 0.15  # of the limit the warm start may take
+# Warm-start cost, seconds per image of the subset (box 16, one thread of this project's 2-core
+# CPU): 300 images took 5.7 s with 4 refinement passes and 5.9 s with 14, 1500 images 32.5 s
+# with 14. The stochastic EM's fixed number of epochs dominates, so the subset is what shrinks
+# under a short limit, not the passes. An error here is absorbed by the training budget, which
+# is measured after the warm start.
+WARM_PER_IMAGE_S = 0.022
+MIN_WARM_IMAGES = 200  # fewer do not find the structure
+MIN_FINISH_SUBSET = 500  # fewer images than this make a refinement round not worth its cost
+
+
+def warm_start_images(limit_s: float | None, images: int) -> int:
+    """The warm-start subset size that fits WARM_SHARE of ``limit_s`` (None: no limit, ``images``
+    unchanged), never below MIN_WARM_IMAGES."""
+    if limit_s is None:
+        return images
+    return min(images, max(MIN_WARM_IMAGES, math.floor(WARM_SHARE * limit_s / WARM_PER_IMAGE_S)))
+
+
+@dataclass
+class FinishCosts:
+    """Wall seconds per image of each pass of the finish."""
+
+    predict_s: float  # encoder + local refinement
+    encode_s: float  # the encoder alone (no refinement)
+    refine_s: float  # local refinement from given poses (no encoder)
+    reconstruct_s: float  # back-projection, the reconstruction's fixed cost spread over the images
+
+    def round_s(self) -> float:
+        """One refinement round, per image of the subset: reconstruct, then refine."""
+        return self.reconstruct_s + self.refine_s
+
+
+@dataclass(frozen=True)
+class FinishPlan:
+    subset: int  # particles in the refinement rounds
+    rounds: int
+    seconds: float  # estimated wall time, SAFETY included
+    refine_all: bool = True  # False: the pass over all particles keeps the encoder's poses (no time to refine)
+
+
+def mandatory_seconds(costs: FinishCosts, n: int, refine: bool = True) -> float:
+    """The passes the finish cannot skip: a pose for each of ``n`` particles (encoder and
+    refinement, or the encoder alone), the map from all."""
+    return SAFETY * n * ((costs.predict_s if refine else costs.encode_s) + costs.reconstruct_s)
+
+
+def finish_seconds(costs: FinishCosts, n: int, subset: int, rounds: int) -> float:
+    """Estimated wall time (SAFETY included) of a finish on ``n`` particles with ``rounds`` on
+    ``subset`` of them: the mandatory passes and the rounds."""
+    return mandatory_seconds(costs, n) + SAFETY * rounds * min(subset, n) * costs.round_s()
+
+
+def plan_finish(costs: FinishCosts, n: int, subset: int, rounds: int, seconds_left: float | None) -> FinishPlan:
+    """The most rounds (≤ ``rounds``) on ``subset`` particles (≤ n) that fit in ``seconds_left``
+    (None: no limit) after the mandatory passes; when not one fits, one round on the largest
+    subset that does (≥ MIN_FINISH_SUBSET), else none; when not even the mandatory passes fit,
+    none and the encoder's poses for all particles, unrefined (``refine_all`` False)."""
+    subset = min(subset, n)
+    if seconds_left is None:
+        return FinishPlan(subset, rounds, finish_seconds(costs, n, subset, rounds))
+    if seconds_left < mandatory_seconds(costs, n):  # not even the refined poses fit: the encoder's
+        return FinishPlan(subset, 0, mandatory_seconds(costs, n, refine=False), refine_all=False)
+    spare = seconds_left - mandatory_seconds(costs, n)
+    per_round = SAFETY * subset * costs.round_s()
+    fit = min(rounds, max(0, math.floor(spare / per_round))) if per_round > 0 else rounds
+    if fit == 0 and rounds > 0:
+        smaller = min(subset, math.floor(spare / (SAFETY * costs.round_s()))) if costs.round_s() > 0 else 0
+        if smaller >= MIN_FINISH_SUBSET:
+            subset, fit = smaller, 1
+    return FinishPlan(subset, fit, finish_seconds(costs, n, subset, fit))
+
+
+def rounds_that_fit(costs: FinishCosts, n_left_to_predict: int, n: int, subset: int, seconds_left: float) -> int:
+    """During the finish: how many more rounds on ``subset`` fit in ``seconds_left``, after the
+    pass over the ``n_left_to_predict`` particles not yet predicted and the map from all ``n``."""
+    mandatory = SAFETY * (n_left_to_predict * costs.predict_s + n * costs.reconstruct_s)
+    per_round = SAFETY * subset * costs.round_s()
+    return max(0, math.floor((seconds_left - mandatory) / per_round)) if per_round > 0 else 0
+
+
+def finish_reserve(costs: FinishCosts, n: int, subset: int, rounds: int, seconds_left: float) -> FinishPlan:
+    """What the training leaves for the finish from ``seconds_left``: the mandatory passes, and
+    the rounds that fit in half of the rest (the training, and the monitor's map updates in it,
+    keep the other half). When the refined mandatory passes do not fit, the encoder's poses are
+    all the finish can give, so the training gets half of what their pass leaves (an untrained
+    encoder's poses are worthless)."""
+    mandatory = mandatory_seconds(costs, n)
+    if seconds_left < mandatory:
+        unrefined = mandatory_seconds(costs, n, refine=False)
+        seconds = unrefined + 0.5 * max(seconds_left - unrefined, 0.0)
+        return FinishPlan(min(subset, n), 0, seconds, refine_all=False)
+    return plan_finish(costs, n, subset, rounds, mandatory + 0.5 * max(seconds_left - mandatory, 0.0))
+
+
+def check_fits(train_seconds: float, budget: float, last_check_s: float, estimate_s: float) -> bool:
+    """Whether a monitor check (as long as the last, or ``estimate_s`` if longer) fits in the
+    training budget left."""
+    return train_seconds + SAFETY * max(last_check_s, estimate_s) < budget

@@ -1,0 +1,112 @@
+"""The time limit's planners (train/time_limit.py), by hand: no training."""
+
+from __future__ import annotations
+
+import pytest
+
+from cryoai.train.time_limit import (MIN_FINISH_SUBSET, MIN_WARM_IMAGES, SAFETY, WARM_PER_IMAGE_S, WARM_SHARE,
+                                     FinishCosts, finish_reserve, finish_seconds, mandatory_seconds, plan_finish,
+                                     rounds_that_fit, warm_start_images)
+
+COSTS = FinishCosts(predict_s=0.01, encode_s=0.003, refine_s=0.008, reconstruct_s=0.002)  # a round: 0.01 s per image
+
+
+def test_warm_start_keeps_its_size_without_a_limit_or_under_a_long_one():
+    assert warm_start_images(None, 1500) == 1500
+    assert warm_start_images(3600.0, 1500) == 1500
+
+
+def test_warm_start_shrinks_to_its_share_of_a_short_limit_but_not_below_the_minimum():
+    images = warm_start_images(120.0, 1500)
+    assert MIN_WARM_IMAGES < images < 1500
+    assert images * WARM_PER_IMAGE_S <= WARM_SHARE * 120.0
+    assert warm_start_images(5.0, 1500) == MIN_WARM_IMAGES
+    assert warm_start_images(5.0, 100) == 100  # never more than asked for
+
+
+def test_the_finish_plans_every_round_when_time_allows():
+    plan = plan_finish(COSTS, 10000, 5000, 4, seconds_left=3600.0)
+    assert (plan.subset, plan.rounds) == (5000, 4)
+    assert plan.seconds == pytest.approx(finish_seconds(COSTS, 10000, 5000, 4))
+
+
+@pytest.mark.parametrize("seconds_left", [500.0, 400.0, 300.0, 250.0, 213.0])
+def test_the_finish_plans_fewer_rounds_when_time_is_short_and_never_more_than_fits(seconds_left):
+    """mandatory: 1.25·10000·0.012 = 150 s; a round on 5000: 1.25·5000·0.01 = 62.5 s."""
+    plan = plan_finish(COSTS, 10000, 5000, 4, seconds_left)
+    assert mandatory_seconds(COSTS, 10000) == pytest.approx(150.0)
+    assert plan.rounds == min(4, int((seconds_left - 150.0) // 62.5))
+    assert plan.seconds <= seconds_left
+    longer = plan_finish(COSTS, 10000, 5000, 4, seconds_left + 100.0)
+    assert longer.rounds >= plan.rounds
+
+
+def test_when_no_round_fits_the_subset_shrinks_to_one_that_does_or_there_are_none():
+    plan = plan_finish(COSTS, 10000, 5000, 4, seconds_left=150.0 + 20.0)  # 20 s: one round on 1600
+    assert plan.rounds == 1 and MIN_FINISH_SUBSET <= plan.subset == 1600
+    assert plan.seconds <= 170.0 + 1e-9
+    none = plan_finish(COSTS, 10000, 5000, 4, seconds_left=150.0 + 2.0)
+    assert none.rounds == 0
+    over = plan_finish(COSTS, 10000, 5000, 4, seconds_left=100.0)  # the mandatory passes still run, unrefined
+    assert over.rounds == 0 and not over.refine_all and over.seconds == pytest.approx(1.25 * 10000 * 0.005)
+    assert plan_finish(COSTS, 10000, 5000, 4, seconds_left=150.0).refine_all
+
+
+def test_rounds_that_fit_during_the_finish():
+    """After the subset's poses: 5000 left to predict (62.5 s) and the map from 10000 (25 s)."""
+    assert rounds_that_fit(COSTS, 5000, 10000, 5000, 87.5 + 3 * 62.5 + 1.0) == 3
+    assert rounds_that_fit(COSTS, 5000, 10000, 5000, 87.5 + 62.5 - 1.0) == 0
+    assert rounds_that_fit(COSTS, 5000, 10000, 5000, 10.0) == 0
+
+
+def test_the_training_leaves_the_finish_its_mandatory_passes_and_rounds_in_half_the_rest():
+    reserve = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=150.0 + 2 * 125.0)  # half the rest: 125 s
+    assert reserve.rounds == 2 and reserve.seconds == pytest.approx(150.0 + 125.0)
+    assert finish_reserve(COSTS, 10000, 5000, 4, seconds_left=3600.0).rounds == 4
+    short = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=100.0)  # refined poses for all do not fit (150 s)
+    assert not short.refine_all and short.seconds == pytest.approx(62.5 + 0.5 * 37.5)
+    assert SAFETY > 1
+
+
+# ---- end to end on the tiny set: the limit holds when the passes slow down after being measured ----
+def test_a_tiny_time_limit_holds_when_the_finish_turns_out_slower_than_measured(tiny_set, tmp_path, monkeypatch,
+                                                                               one_thread):
+    """A 15-second limit, steps enough for hours and 50 refinement rounds asked for: the run trains
+    until the time limit, and when every pose pass of the finish
+    turns out 0.2 s slower than its probe measured, the finish stops the rounds that no longer
+    fit. The run ends within the limit (+ 3 s: the last step, the final writes), says why
+    training stopped, and the monitor recorded its checks."""
+    import json
+    import time
+
+    from cryoai.data.particles import load_particles
+    from cryoai.train import finish, trainer
+    from cryoai.train.run_dir import RunDir
+    from helpers import tiny_config
+
+    monkeypatch.setattr(trainer, "END_SECONDS", 0.0)  # nothing is written after the finish here
+    calls, predict = [], finish.predict
+
+    def slower_after_the_probe(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            time.sleep(0.2)
+        return predict(*args, **kwargs)
+
+    particles = load_particles(tiny_set / "particles.star")
+    cfg = tiny_config(max_minutes=0.25, steps=10**6, train_past_steps=True, final_iterations=50, volume_every=10,
+                      checkpoint_every=10**6, log_every=50, plateau_checks=1000)
+    run = RunDir(tmp_path / "run", quiet=True)
+    t0 = time.time()
+    fit = trainer.Trainer(particles, cfg, run, progress=False)
+    monkeypatch.setattr(finish, "predict", slower_after_the_probe)
+    fit.fit()
+    wall = time.time() - t0
+    run.close()
+    assert wall <= 15.0 + 3.0, wall
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "training stopped at step" in log and "time limit" in log
+    assert "finish: stopped after" in log or "finish: 0 of 50" in log
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert any(r.get("stage") == "monitor" and r["half_resolution_px"] > 0 for r in records)
+    assert [r["reason"] for r in records if r.get("stage") == "stopped"] == ["time limit"]
