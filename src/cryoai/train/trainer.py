@@ -23,7 +23,6 @@ import torch
 from tqdm import tqdm
 
 from cryoai.data.noise_spectrum import noise_model
-from cryoai.data.particle_export import write_particle_files
 from cryoai.data.particles import ParticleSet
 from cryoai.data.training_data import Batch, TrainingData
 from cryoai.io.mrc import write_map
@@ -35,18 +34,15 @@ from cryoai.models.voxel import VoxelVolume
 from cryoai.train import distributed as dist
 from cryoai.train import schedule
 from cryoai.train.batches import batches
-from cryoai.train.classes import classify
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
-from cryoai.train.contrast import contrast_scales
 from cryoai.train.decoder import encode_both, loss_frequencies
-from cryoai.train.final_check import final_check
-from cryoai.train.finish import PoseSettings, final_map_and_poses, measure_costs, reconstruct
+from cryoai.train.finish import PoseSettings, measure_costs, reconstruct
 from cryoai.train.monitor import Monitor, start_monitor
 from cryoai.train.predict import predict_poses
 from cryoai.train.run_dir import RunDir
+from cryoai.train.run_finish import finish_run
 from cryoai.train.schedule import loss_radius, stop_message, stop_reason
-from cryoai.train.scores import judge_particles, parse_keep
 from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
 from cryoai.train.time_limit import END_SECONDS, WARM_SHARE, finish_reserve, warm_start_images
 from cryoai.train.warmstart import WarmStartConfig, warm_start
@@ -264,67 +260,12 @@ class Trainer:
         return evaluate_poses(rot, self.particles.rotations[rows], origin, true_origin, self.data.apix)
 
     def finish(self) -> dict:
-        """Final map and poses (``train/finish.py``), written to the run directory."""
-        run, main = self.run, dist.is_main()
+        """Final map, poses and per-particle scores, written to the run directory (``train/run_finish.py``)."""
+        return finish_run(self)
 
-        def write_round(k: int) -> None:  # the maps along the way, as during training (time to resolution)
-            if main:
-                self.write_volume(run.path / "volumes" / f"final_round_{k}.mrc")
-
-        judged: dict = {}
-
-        def kept_rows(poses) -> np.ndarray:  # the fit scores against the map every pose was refined against
-            judged.update(judge_particles(self.volume, self.data, poses, parse_keep(self.cfg.keep), self.device,
-                                          self.cfg.workers, run.log))
-            return np.flatnonzero(judged["rlnSelected"])
-
-        left = self.seconds_left()
-        rot, origin = final_map_and_poses(self.encoder, self.volume, self.data, self.pose_settings(),
-                                          self.cfg.final_subset, self.cfg.final_iterations, self.cfg.seed,
-                                          write_round, run.log, None if left is None else time.time() + left,
-                                          map_rows=kept_rows)
-        kept = np.flatnonzero(judged["rlnSelected"])
-        scales = contrast_scales(self.volume, self.data, np.arange(len(rot)), torch.from_numpy(rot).float(),
-                                 torch.from_numpy(origin / self.data.apix).float(), device=self.device)
-        judged["rlnCtfScalefactor"] = scales
-        run.log("contrast scales (rlnCtfScalefactor): 10/50/90 % at "
-                + "/".join(f"{q:.2f}" for q in np.percentile(scales, [10, 50, 90])))
-        if self.cfg.classes > 1:
-            rot, origin = self.classify((rot, origin), kept, judged)
-        turned, training_frame = None, None
-        if self.cfg.symmetry.strip().upper() != "C1":  # poses and map written in RELION's orientation
-            from cryoai.train.symmetric_finish import symmetric_finish
-
-            training_frame = rot
-            (rot, origin), turned, R = symmetric_finish(self.encoder, self.volume, self.data, (rot, origin),
-                                                        self.pose_settings(), self.cfg.symmetry, log=run.log)
-            run.log(f"symmetry {self.cfg.symmetry}: map and poses turned by R = {np.round(R, 5).tolist()} (poses A·Rᵀ)")
-        if main:
-            if turned is None:
-                self.write_volume(run.path / "volume.mrc")
-            else:
-                write_map(run.path / "volume.mrc", turned, self.data.apix)
-            write_particle_files(run.path / "particles.star", self.particles, rot, origin,
-                                 extra_columns=judged)  # + particles.cs for .cs input
-            save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())  # `cryoai predict` uses the final map
-        run.log(f"wrote {run.path / 'volume.mrc'} ({self.cfg.train_box} px, {self.data.apix:.3f} Å/px) "
-                f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
-        final_check(self.encoder, self.volume, self.data, (rot, origin), self.pose_settings(), run, self.cfg.seed,
-                    training_frame, rows=kept)
-        return {"rotations": rot, "origins_A": origin}
-
-    def classify(self, poses, rows: np.ndarray, columns: dict) -> tuple[np.ndarray, np.ndarray]:
-        """``cfg.classes`` classes of the particles ``rows`` (``train/classes.py``): writes
-        OUT/volume_class{k}.mrc, adds rlnClassNumber to ``columns`` (0: not kept, not classified)
-        and returns every particle's pose in its class's map."""
-        result = classify(self.volume, self.data, rows, poses, self.cfg.classes, self.pose_settings(),
-                          seed=self.cfg.seed, log=self.run.log)
-        columns["rlnClassNumber"] = result.labels
-        for k, volume in enumerate(result.volumes, 1):
-            if dist.is_main():
-                write_map(self.run.path / f"volume_class{k}.mrc", volume_to_map(volume, self.cfg.train_box).numpy(),
-                          self.data.apix)
-        return result.poses
+    def save_checkpoint(self) -> None:
+        """OUT/checkpoints/last.pt: the models, optimisers, schedule position and subset poses."""
+        save_checkpoint(self.run.path / "checkpoints" / "last.pt", self._state())
 
     def pose_settings(self) -> PoseSettings:
         return PoseSettings(self.radius(), self.cfg.loss == "symmetric", self.device, self.cfg.workers, self.progress)
@@ -394,7 +335,7 @@ class Trainer:
             self.warm_start()
             self.share_warm_start()
             if main:  # `--resume` continues from here instead of redoing the warm start
-                save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+                self.save_checkpoint()
         if self.monitor is None:
             self.monitor = start_monitor(self.subset, len(self.particles), cfg.monitor_subset, cfg.seed,
                                          cfg.plateau_tolerance_px)
@@ -426,7 +367,7 @@ class Trainer:
                         and self.monitor.fits(self.train_seconds, budget, self.costs)):
                     budget = self.monitor_check(budget)
                 if main and self.step % cfg.checkpoint_every == 0:
-                    save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+                    self.save_checkpoint()
                 if main and self.step % cfg.volume_every == 0:
                     self.write_volume(run.path / "volumes" / f"step_{self.step:06d}.mrc")
                 self.train_seconds += time.time() - t_step  # the step and its bookkeeping
@@ -435,7 +376,7 @@ class Trainer:
         bar.close()
         self._stream = self._stream_next = None  # the workers exit
         if main:
-            save_checkpoint(run.path / "checkpoints" / "last.pt", self._state())
+            self.save_checkpoint()
         if interrupted():  # the checkpoint holds this step: `--resume` continues from it
             raise Interrupted(self.step)
         run.log(stop_message(reason, cfg, self.step, self.monitor.history if self.monitor else []))
