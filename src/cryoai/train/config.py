@@ -115,6 +115,7 @@ RESUMABLE_FIELDS = ("max_minutes", "workers", "compile", "log_every", "checkpoin
 def config_from_dict(values: dict) -> TrainConfig:
     """A TrainConfig from a saved ``to_dict`` (config.yaml or a checkpoint); unknown keys ignored."""
     known = {f.name for f in fields(TrainConfig)}
+    values = {"whiten": False, **values}  # runs saved before the noise model did not whiten
     cfg = TrainConfig(**{k: v for k, v in values.items() if k in known})
     cfg.encoder_widths = tuple(cfg.encoder_widths)
     return cfg

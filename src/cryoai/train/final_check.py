@@ -57,7 +57,8 @@ def final_check(encoder, volume, data: TrainingData, poses: Poses, how: PoseSett
     stability = dg.pose_stability(geodesic_distance_deg(encoder_rot, reference[sample]))
     if not dist.is_main():
         return {}
-    return record_verdict(run, halves.maps, data.apix, rot[rows], [stability], gold=False)
+    return record_verdict(run, halves.maps, data.apix, reference[rows], [stability], gold=False)  # views: before any
+    # reduction to a symmetry group's asymmetric unit, which would crowd them by design
 
 
 def gold_standard_check(run: RunDir, half1: np.ndarray, half2: np.ndarray, apix: float, rotations: np.ndarray) -> dict:

@@ -56,15 +56,17 @@ def finish_run(trainer: Trainer) -> dict:
     columns["rlnCtfScalefactor"] = scales
     run.log("contrast scales (rlnCtfScalefactor): 10/50/90 % at "
             + "/".join(f"{q:.2f}" for q in np.percentile(scales, [10, 50, 90])))
-    if cfg.classes > 1:
-        rot, origin = write_classes(trainer, (rot, origin), kept, columns)
+    consensus = rot, origin  # the poses of volume.mrc, in the encoder's frame
+    if cfg.classes > 1:  # each class map has its frame: the STAR gets each particle's pose in its class's map
+        rot, origin = write_classes(trainer, consensus, kept, columns)
     turned, training_frame = None, None
     if cfg.symmetry.strip().upper() != "C1":  # poses and map written in RELION's orientation
         from cryoai.train.symmetric_finish import symmetric_finish
 
-        training_frame = rot
-        (rot, origin), turned, R = symmetric_finish(trainer.encoder, trainer.volume, data, (rot, origin),
-                                                    trainer.pose_settings(), cfg.symmetry, log=run.log)
+        training_frame = consensus[0]
+        consensus, turned, R = symmetric_finish(trainer.encoder, trainer.volume, data, consensus,
+                                                trainer.pose_settings(), cfg.symmetry, log=run.log, rows=kept)
+        rot, origin = consensus  # with --classes too: the STAR's poses are then those of the symmetric map
         run.log(f"symmetry {cfg.symmetry}: map and poses turned by R = {np.round(R, 5).tolist()} (poses A·Rᵀ)")
     if main:
         if turned is None:
@@ -76,7 +78,7 @@ def finish_run(trainer: Trainer) -> dict:
         trainer.save_checkpoint()  # `cryoai predict` uses the final map
     run.log(f"wrote {run.path / 'volume.mrc'} ({cfg.train_box} px, {data.apix:.3f} Å/px) "
             f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
-    final_check(trainer.encoder, trainer.volume, data, (rot, origin), trainer.pose_settings(), run, cfg.seed,
+    final_check(trainer.encoder, trainer.volume, data, consensus, trainer.pose_settings(), run, cfg.seed,
                 training_frame, rows=kept)
     return {"rotations": rot, "origins_A": origin}
 

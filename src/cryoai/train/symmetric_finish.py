@@ -23,18 +23,22 @@ from cryoai.models.volume_map import volume_to_map
 from cryoai.train.finish import Poses, PoseSettings, predict, reconstruct
 
 
-def symmetrised_reconstruction(volume, data: TrainingData, poses: Poses, operators: np.ndarray, how: PoseSettings) -> None:
-    """Set ``volume`` to the reconstruction of all particles at ``poses``, symmetrised over ``operators``."""
-    rotations, origins_A = poses
-    rows = np.arange(len(data.particles))
+def symmetrised_reconstruction(volume, data: TrainingData, poses: Poses, operators: np.ndarray, how: PoseSettings,
+                               rows: np.ndarray | None = None) -> None:
+    """Set ``volume`` to the reconstruction of ``rows`` (None: all particles) at ``poses`` (one per
+    particle), symmetrised over ``operators``."""
+    rows = np.arange(len(data.particles)) if rows is None else np.asarray(rows)
+    rotations, origins_A = poses[0][rows], poses[1][rows]
     spectrum = reconstruct(data, rows, torch.from_numpy(rotations).float(), torch.from_numpy(origins_A / data.apix).float(),
                            volume.oversample, how.workers, operators=torch.from_numpy(operators).float())
     volume.load_spectrum(spectrum.to(how.device))
 
 
 def symmetric_finish(encoder, volume, data: TrainingData, poses: Poses, how: PoseSettings, symbol: str,
-                     rounds: int = 1, log: Callable[[str], None] = lambda line: None) -> tuple[Poses, np.ndarray, np.ndarray]:
-    """The module docstring's finish, from the C1 finish's ``poses`` and map (in ``volume``).
+                     rounds: int = 1, log: Callable[[str], None] = lambda line: None,
+                     rows: np.ndarray | None = None) -> tuple[Poses, np.ndarray, np.ndarray]:
+    """The module docstring's finish, from the C1 finish's ``poses`` and map (in ``volume``); the
+    maps are made from ``rows`` (the kept particles; None: all), every particle's pose is refined.
     Returns (poses to write: A·F in the asymmetric unit, origins unchanged; the map to write, in
     RELION's orientation; the rotation R = Fᵀ that turned the model's frame onto it)."""
     box = data.train_box
@@ -42,10 +46,10 @@ def symmetric_finish(encoder, volume, data: TrainingData, poses: Poses, how: Pos
     log(f"symmetry {symbol}: the C1 map scores {fit.score:.3f} about the axes found")
     operators = fit.frame @ point_group(symbol) @ fit.frame.T
     for k in range(1, rounds + 1):
-        symmetrised_reconstruction(volume, data, poses, operators, how)
+        symmetrised_reconstruction(volume, data, poses, operators, how, rows)
         poses = predict(encoder, volume, data, None, how, start=poses)
         log(f"symmetric refinement {k}/{rounds}: reconstructed under {symbol}, poses refined")
-    symmetrised_reconstruction(volume, data, poses, operators, how)
+    symmetrised_reconstruction(volume, data, poses, operators, how, rows)
     turned = rotate_to_standard(volume_to_map(volume, box).cpu().numpy(), fit.frame)
     rotations = to_asymmetric_unit(poses[0] @ fit.frame, symbol)
     return (rotations, poses[1]), turned, fit.rotation
