@@ -9,6 +9,9 @@ from cryoai.train.time_limit import (MIN_FINISH_SUBSET, MIN_WARM_IMAGES, SAFETY,
                                      rounds_that_fit, warm_start_images)
 
 COSTS = FinishCosts(predict_s=0.01, encode_s=0.003, refine_s=0.008, reconstruct_s=0.002)  # a round: 0.01 s per image
+# after the map, per particle of 10000: 3 back-projection-sized passes and 1000 encoder poses
+AFTER = 3 * 0.002 + 1000 * 0.003 / 10000  # 0.0063 s
+MANDATORY = 1.25 * 10000 * (0.01 + 0.002 + AFTER)  # 228.75 s
 
 
 def test_warm_start_keeps_its_size_without_a_limit_or_under_a_long_one():
@@ -30,32 +33,34 @@ def test_the_finish_plans_every_round_when_time_allows():
     assert plan.seconds == pytest.approx(finish_seconds(COSTS, 10000, 5000, 4))
 
 
-@pytest.mark.parametrize("seconds_left", [500.0, 400.0, 300.0, 250.0, 213.0])
+@pytest.mark.parametrize("seconds_left", [600.0, 480.0, 380.0, 300.0])
 def test_the_finish_plans_fewer_rounds_when_time_is_short_and_never_more_than_fits(seconds_left):
-    """mandatory: 1.25·10000·0.012 = 150 s; a round on 5000: 1.25·5000·0.01 = 62.5 s."""
+    """mandatory: 1.25·10000·(0.012 + AFTER) = 228.75 s; a round on 5000: 1.25·5000·0.01 = 62.5 s."""
     plan = plan_finish(COSTS, 10000, 5000, 4, seconds_left)
-    assert mandatory_seconds(COSTS, 10000) == pytest.approx(150.0)
-    assert plan.rounds == min(4, int((seconds_left - 150.0) // 62.5))
+    assert mandatory_seconds(COSTS, 10000) == pytest.approx(MANDATORY)
+    assert plan.rounds == min(4, int((seconds_left - MANDATORY) // 62.5))
     assert plan.seconds <= seconds_left
     longer = plan_finish(COSTS, 10000, 5000, 4, seconds_left + 100.0)
     assert longer.rounds >= plan.rounds
 
 
 def test_when_no_round_fits_the_subset_shrinks_to_one_that_does_or_there_are_none():
-    plan = plan_finish(COSTS, 10000, 5000, 4, seconds_left=150.0 + 20.0)  # 20 s: one round on 1600
+    plan = plan_finish(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 20.0)  # 20 s: one round on 1600
     assert plan.rounds == 1 and MIN_FINISH_SUBSET <= plan.subset == 1600
-    assert plan.seconds <= 170.0 + 1e-9
-    none = plan_finish(COSTS, 10000, 5000, 4, seconds_left=150.0 + 2.0)
+    assert plan.seconds <= MANDATORY + 20.0 + 1e-9
+    none = plan_finish(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 2.0)
     assert none.rounds == 0
     over = plan_finish(COSTS, 10000, 5000, 4, seconds_left=100.0)  # the mandatory passes still run, unrefined
-    assert over.rounds == 0 and not over.refine_all and over.seconds == pytest.approx(1.25 * 10000 * 0.005)
-    assert plan_finish(COSTS, 10000, 5000, 4, seconds_left=150.0).refine_all
+    assert over.rounds == 0 and not over.refine_all and over.seconds == pytest.approx(1.25 * 10000 * (0.005 + AFTER))
+    assert plan_finish(COSTS, 10000, 5000, 4, seconds_left=MANDATORY).refine_all
 
 
 def test_rounds_that_fit_during_the_finish():
-    """After the subset's poses: 5000 left to predict (62.5 s) and the map from 10000 (25 s)."""
-    assert rounds_that_fit(COSTS, 5000, 10000, 5000, 87.5 + 3 * 62.5 + 1.0) == 3
-    assert rounds_that_fit(COSTS, 5000, 10000, 5000, 87.5 + 62.5 - 1.0) == 0
+    """After the subset's poses: 5000 left to predict (62.5 s), the map from 10000 (25 s) and
+    what follows it (1.25·10000·AFTER = 78.75 s)."""
+    left = 62.5 + 25.0 + 1.25 * 10000 * AFTER
+    assert rounds_that_fit(COSTS, 5000, 10000, 5000, left + 3 * 62.5 + 1.0) == 3
+    assert rounds_that_fit(COSTS, 5000, 10000, 5000, left + 62.5 - 1.0) == 0
     assert rounds_that_fit(COSTS, 5000, 10000, 5000, 10.0) == 0
 
 

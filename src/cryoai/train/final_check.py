@@ -26,14 +26,16 @@ from cryoai.io.atomic import atomic_path
 from cryoai.io.mrc import write_map
 from cryoai.io.star import read_star
 from cryoai.train import distributed as dist
-from cryoai.train.finish import PoseSettings, Poses, final_subset
+from cryoai.train.finish import Poses, PoseSettings, final_subset
 from cryoai.train.half_maps import half_maps
 from cryoai.train.predict import predict_poses_sharded
 from cryoai.train.run_dir import RunDir
+from cryoai.train.time_limit import (
+    STABILITY_ROWS,  # particles whose encoder pose is compared with the refined one
+)
 
 SHARED = "halves share one refinement: optimistic, not gold standard"
 GOLD = "gold standard: two independent refinements (--halves)"
-STABILITY_ROWS = 1000  # particles whose encoder pose is compared with the refined one
 VERDICT = "verdict.json"
 SCORE_COLUMN = "rlnLogLikeliContribution"
 

@@ -42,6 +42,10 @@ def warm_start_images(limit_s: float | None, images: int) -> int:
     return min(images, max(MIN_WARM_IMAGES, math.floor(WARM_SHARE * limit_s / WARM_PER_IMAGE_S)))
 
 
+AFTER_PASSES = 3  # back-projection-sized passes after the map (FinishCosts.after_s)
+STABILITY_ROWS = 1000  # the final check's encoder pass (train/final_check.py)
+
+
 @dataclass
 class FinishCosts:
     """Wall seconds per image of each pass of the finish."""
@@ -55,6 +59,13 @@ class FinishCosts:
         """One refinement round, per image of the subset: reconstruct, then refine."""
         return self.reconstruct_s + self.refine_s
 
+    def after_s(self, n: int) -> float:
+        """The passes after the map, per particle of ``n``: the fit scores and the contrast scales
+        (a render each, costed as a back-projection) and the final check's two half maps (one
+        back-projection in all) and its encoder pass over up to ``STABILITY_ROWS`` particles.
+        Not counted: ``--classes`` and the ``--symmetry`` finish (their cost is logged)."""
+        return AFTER_PASSES * self.reconstruct_s + min(n, STABILITY_ROWS) * self.encode_s / max(n, 1)
+
 
 @dataclass(frozen=True)
 class FinishPlan:
@@ -66,8 +77,8 @@ class FinishPlan:
 
 def mandatory_seconds(costs: FinishCosts, n: int, refine: bool = True) -> float:
     """The passes the finish cannot skip: a pose for each of ``n`` particles (encoder and
-    refinement, or the encoder alone), the map from all."""
-    return SAFETY * n * ((costs.predict_s if refine else costs.encode_s) + costs.reconstruct_s)
+    refinement, or the encoder alone), the map from all, and what follows it (``after_s``)."""
+    return SAFETY * n * ((costs.predict_s if refine else costs.encode_s) + costs.reconstruct_s + costs.after_s(n))
 
 
 def finish_seconds(costs: FinishCosts, n: int, subset: int, rounds: int) -> float:
@@ -99,7 +110,7 @@ def plan_finish(costs: FinishCosts, n: int, subset: int, rounds: int, seconds_le
 def rounds_that_fit(costs: FinishCosts, n_left_to_predict: int, n: int, subset: int, seconds_left: float) -> int:
     """During the finish: how many more rounds on ``subset`` fit in ``seconds_left``, after the
     pass over the ``n_left_to_predict`` particles not yet predicted and the map from all ``n``."""
-    mandatory = SAFETY * (n_left_to_predict * costs.predict_s + n * costs.reconstruct_s)
+    mandatory = SAFETY * (n_left_to_predict * costs.predict_s + n * (costs.reconstruct_s + costs.after_s(n)))
     per_round = SAFETY * subset * costs.round_s()
     return max(0, math.floor((seconds_left - mandatory) / per_round)) if per_round > 0 else 0
 
