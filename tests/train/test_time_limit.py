@@ -65,11 +65,12 @@ def test_rounds_that_fit_during_the_finish():
 
 
 def test_the_training_leaves_the_finish_its_mandatory_passes_and_rounds_in_half_the_rest():
-    reserve = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=150.0 + 2 * 125.0)  # half the rest: 125 s
-    assert reserve.rounds == 2 and reserve.seconds == pytest.approx(150.0 + 125.0)
+    reserve = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 2 * 125.0)  # half the rest: 125 s
+    assert reserve.rounds == 2 and reserve.seconds == pytest.approx(MANDATORY + 125.0)
     assert finish_reserve(COSTS, 10000, 5000, 4, seconds_left=3600.0).rounds == 4
-    short = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=100.0)  # refined poses for all do not fit (150 s)
-    assert not short.refine_all and short.seconds == pytest.approx(62.5 + 0.5 * 37.5)
+    short = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=180.0)  # refined poses for all do not fit
+    unrefined = 1.25 * 10000 * (0.003 + 0.002 + AFTER)  # 141.25 s, the training gets half of the rest
+    assert not short.refine_all and short.seconds == pytest.approx(unrefined + 0.5 * (180.0 - unrefined))
     assert SAFETY > 1
 
 
