@@ -88,3 +88,29 @@ def test_the_figure_of_merit_is_reported_when_particles_star_has_it(tmp_path):
     merit = verdict["diagnostics"][-1]
     assert merit["name"] == "figure-of-merit separation" and merit["verdict"] == "info" and merit["value"] > 0.8
     assert "likely junk" in merit["explanation"]
+
+
+def test_views_are_judged_before_folding_into_a_groups_asymmetric_unit(tiny_set, tmp_path):
+    """Under --symmetry the final poses lie in the asymmetric unit (for O, 1/24 of the sphere):
+    coverage is judged on the poses before folding (``training_frame``), or every symmetric run
+    would warn of collapsed views."""
+    from cryoai.geometry.symmetry import to_asymmetric_unit
+    from cryoai.train.finish import PoseSettings
+    from cryoai.train.final_check import final_check
+    from cryoai.train.trainer import build_models
+
+    particles = load_particles(tiny_set / "particles.star")
+    data = TrainingData(particles, 16, 16)
+    encoder, volume = build_models(tiny_config(), "cpu")
+    rotations = random_rotations(len(particles), np.random.default_rng(1))
+    folded = (to_asymmetric_unit(rotations, "O"), particles.origins_A)
+    how = PoseSettings(radius=8.0, symmetric=True)
+
+    def coverage(training_frame, name):
+        run = RunDir(tmp_path / name, quiet=True)
+        verdict = final_check(encoder, volume, data, folded, how, run, 0, training_frame)
+        run.close()
+        return next(d for d in verdict["diagnostics"] if d["name"] == "viewing-direction coverage")["verdict"]
+
+    assert coverage(rotations, "before") == "pass"
+    assert coverage(None, "folded") == "warn"  # what the check saw before the fix
