@@ -72,7 +72,7 @@ def test_fibonacci_directions_are_unit_and_balanced():
 def test_pose_stability():
     assert dg.pose_stability(np.array([1.0, 2.0, 3.0, 40.0])).verdict == dg.PASS
     d = dg.pose_stability(np.array([5.0, 20.0, 70.0, 170.0]))
-    assert d.verdict == dg.WARN and d.value == 45.0 and "50% within 40°" in d.explanation
+    assert d.verdict == dg.WARN and d.value == 45.0 and "50% within 36°" in d.explanation
 
 
 def test_otsu_separation_one_group_versus_two():
