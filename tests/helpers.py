@@ -82,6 +82,20 @@ def tiny_config(**overrides) -> TrainConfig:
     return cfg
 
 
+def train_tiny(star: Path, out: Path, **overrides) -> dict:
+    """A whole ``Trainer`` run (``tiny_config(**overrides)``) of the particles in ``star`` into
+    ``out``; returns ``fit``'s poses."""
+    from cryoai.data.particles import load_particles
+    from cryoai.train.run_dir import RunDir
+    from cryoai.train.trainer import Trainer
+
+    run = RunDir(out, quiet=True)
+    try:
+        return Trainer(load_particles(star), tiny_config(**overrides), run, progress=False).fit()
+    finally:
+        run.close()
+
+
 def correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two arrays."""
     a, b = a - a.mean(), b - b.mean()

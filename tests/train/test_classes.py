@@ -79,13 +79,9 @@ def test_train_with_two_classes_writes_them(tiny_set, tmp_path):
     particle (0 for those not kept) in particles.star."""
     import starfile
 
-    from cryoai.train.run_dir import RunDir
-    from cryoai.train.trainer import Trainer
-    from helpers import tiny_config
+    from helpers import train_tiny
 
-    run = RunDir(tmp_path / "run", quiet=True)
-    Trainer(load_particles(tiny_set / "particles.star"), tiny_config(classes=2), run, progress=False).fit()
-    run.close()
+    train_tiny(tiny_set / "particles.star", tmp_path / "run", classes=2)
     table = starfile.read(tmp_path / "run" / "particles.star")["particles"]
     classes, kept = table["rlnClassNumber"].to_numpy(), table["rlnSelected"].to_numpy()
     assert set(classes[kept == 1]) <= {1, 2} and (classes[kept == 0] == 0).all()

@@ -17,18 +17,14 @@ from cryoai.simulate import simulate
 from cryoai.train.final_check import record_verdict
 from cryoai.train.half_maps import half_maps
 from cryoai.train.run_dir import RunDir
-from cryoai.train.trainer import Trainer
-from helpers import tiny_config
+from helpers import tiny_config, train_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(star, out) -> dict:
-    run = RunDir(out, quiet=True)
-    try:
-        Trainer(load_particles(star), tiny_config(), run, progress=False).fit()
-    finally:
-        run.close()
+    """A tiny run's verdict."""
+    train_tiny(star, out)
     return json.loads((out / "verdict.json").read_text())
 
 

@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import starfile
-from helpers import tiny_config
+from helpers import train_tiny
 
 from cryoai.cli.main import main as cli
-from cryoai.data.particles import load_particles
 from cryoai.eval.map_symmetry import symmetry_score
 from cryoai.io.mrc import read_map
-from cryoai.train.run_dir import RunDir
-from cryoai.train.trainer import Trainer
 
 
 def test_train_with_symmetry_writes_a_symmetric_map_and_poses_in_the_unit(tiny_set, tmp_path):
-    particles = load_particles(tiny_set / "particles.star")
-    run = RunDir(tmp_path / "run", quiet=True)
-    Trainer(particles, tiny_config(symmetry="C3"), run, progress=False).fit()
-    run.close()
+    train_tiny(tiny_set / "particles.star", tmp_path / "run", symmetry="C3")
     vol, apix = read_map(tmp_path / "run" / "volume.mrc")
     assert vol.shape == (16, 16, 16) and abs(apix - 8.0) < 1e-4
     assert symmetry_score(vol, "C3") > 0.95  # symmetric about z

@@ -118,10 +118,10 @@ def research_poses(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np
         """(start, rotations, origins px, target, CTF) for batches of ``positions`` into rows."""
         for start, b in chunked_batches(data, rows[positions], batch_size, workers):
             sl = positions[start : start + batch_size]
-            c = b.to(device).model_filter(freqs, apix)  # CTF × whitening, as the spectra
+            b = b.to(device)
             yield (sl, torch.from_numpy(rot_all[sl]).to(device, torch.float32),
                    torch.from_numpy(origin_all[sl] / apix).to(device, torch.float32),
-                   b.spectra.to(device).reshape(len(sl), -1)[:, idx], c)
+                   b.spectra.reshape(len(sl), -1)[:, idx], b.model_filter(freqs, apix))  # CTF × whitening
 
     everyone = np.arange(len(rows))[dist.shard_range(len(rows))]
     scores = np.concatenate([misfit(volume, r, o, x, c, freqs).cpu().numpy() for _, r, o, x, c in passes(everyone)])
