@@ -1,0 +1,79 @@
+"""The warm start alone, as `cryoai train` runs it, at several subset sizes and boxes.
+
+    python benchmarks/warmstart_sizes.py DIR [DIR ...] --sizes 1500,3000 --boxes 16,24 [--seeds 0,1]
+
+DIR is a `cryoai simulate` folder (particles.star with the true poses, truth.star marking junk).
+The inputs are the trainer's (TrainingData with the noise model: whitened spectra, CTF ×
+whitening at the small box), the subset is drawn as the trainer draws it, and the warm start's
+poses are scored against the truth on the true particles of the subset (junk left out), after
+registration (global rotation and hand). Prints a table: seconds, median error, % within 10°/20°.
+One thread, so the seconds are what one core of this machine gives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryoai.data.noise_spectrum import noise_model
+from cryoai.data.particles import load_particles
+from cryoai.data.training_data import TrainingData
+from cryoai.eval.poses import evaluate_poses
+from cryoai.io.star import read_star
+from cryoai.train.warmstart import WarmStartConfig, warm_start
+
+
+def junk_mask(folder: Path, n: int) -> np.ndarray:
+    """True for junk rows (truth.star's cryoaiJunkKind not empty/none), all False without it."""
+    truth = folder / "truth.star"
+    if not truth.is_file():
+        return np.zeros(n, bool)
+    table = read_star(truth)["particles"]
+    if "cryoaiJunkKind" not in table:
+        return np.zeros(n, bool)
+    kind = table["cryoaiJunkKind"].astype(str).str.strip().str.lower()
+    return ~kind.isin(["", "none", "particle", "nan"]).to_numpy()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+", type=Path)
+    p.add_argument("--sizes", default="1500")
+    p.add_argument("--boxes", default="16")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--epochs", type=float, default=14.0, help="the stochastic EM's passes over the subset")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    for folder in args.folders:
+        particles = load_particles(folder / "particles.star")
+        junk = junk_mask(folder, len(particles))
+        data = TrainingData(particles, particles.box, particles.box)
+        data.noise = noise_model(data, None, 0, lambda s: None)
+        for seed in map(int, args.seeds.split(",")):
+            for size in map(int, args.sizes.split(",")):
+                rng = np.random.default_rng(seed)
+                subset = np.sort(rng.choice(len(particles), min(size, len(particles)), replace=False))
+                for b in map(int, args.boxes.split(",")):
+                    spectra, filters = data.small_box_inputs(subset, b)
+                    t0 = time.time()
+                    res = warm_start(spectra, filters, b, WarmStartConfig(seed=seed, sgd_epochs=args.epochs))
+                    secs = time.time() - t0
+                    good = ~junk[subset]
+                    e = evaluate_poses(res.rotations.double().numpy()[good], particles.rotations[subset][good])
+                    rows.append((folder.parent.name or folder.name, seed, size, b, secs, e["rot_median_deg"],
+                                 100 * e["frac_within_10deg"], 100 * e["frac_within_20deg"]))
+                    print(f"{rows[-1][0]} seed {seed} M {size} b {b}: {secs:.0f} s, median {e['rot_median_deg']:.1f}°, "
+                          f"{rows[-1][6]:.0f}% < 10°", flush=True)
+    print("\n| set | seed | subset | box | seconds | median rot (deg) | within 10° (%) | within 20° (%) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.0f} | {r[5]:.1f} | {r[6]:.0f} | {r[7]:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
