@@ -91,10 +91,15 @@ def test_sharded_predict_matches_one_process(trained, tiny_set, tmp_path):
 
 
 def test_cli_train_and_resume_on_two_ranks(tiny_set, tmp_path):
-    """`torchrun -m cryoai train` writes one run directory; `--resume` continues it on two ranks."""
+    """`torchrun -m cryoai train` writes one run directory (with `--classes 2 --keep auto`: the
+    passes after the map run on both ranks to the end); `--resume` continues it on two ranks."""
     star, out = str(tiny_set / "particles.star"), tmp_path / "r"
-    torchrun(str(TESTS / "ddp_cli.py"), "train", star, "-o", str(out), "--steps", "2", "--batch-size", "8", "--quiet")
+    torchrun(str(TESTS / "ddp_cli.py"), "train", star, "-o", str(out), "--steps", "2", "--batch-size", "8",
+             "--classes", "2", "--keep", "auto", "--quiet")
     assert (out / "report.html").is_file() and (out / "volume.mrc").is_file()
+    assert (out / "volume_class1.mrc").is_file() and (out / "volume_class2.mrc").is_file()
+    table = load_particles(out / "particles.star", datadir=str(tiny_set)).table
+    assert set(table["rlnClassNumber"]) <= {0, 1, 2} and "rlnCtfScalefactor" in table
     log = (out / "log.txt").read_text()
     assert "× 2 ranks" in log and len(re.findall(r"images at box \d+ in", log)) == 1  # the warm start, logged by one rank
     torchrun(str(TESTS / "ddp_cli.py"), "train", star, "-o", str(out), "--quiet", "--resume")  # with the run's settings
@@ -127,3 +132,42 @@ def test_init_on_cuda_under_torchrun_reaches_the_process_group(monkeypatch):
     with pytest.raises(Joined):
         distributed.init("cuda")
     assert chosen == [1]
+
+
+def run_passes(star: Path, out: Path, ranks: int) -> list[dict]:
+    """tests/train/ddp_passes.py on ``ranks`` torchrun ranks (1: a plain process): what each rank held."""
+    out.mkdir()
+    script = str(TESTS / "ddp_passes.py")
+    if ranks == 1:
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
+            [str(Path(cryoai.__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+        for name in ("RANK", "WORLD_SIZE"):
+            env.pop(name, None)
+        done = subprocess.run([sys.executable, script, str(star), str(out)], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-20000:]
+    else:
+        torchrun(script, str(star), str(out), ranks=ranks)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(ranks)]
+
+
+def test_passes_after_the_map_are_shared_between_ranks(tiny_set, tmp_path):
+    """The fit scores, keep mask, contrast scales and ``--classes`` on two ranks: each rank does
+    its half of every pass (before, each scored, measured and searched all 120 images and both
+    ranks made every ab initio seed), and both end with the same scores, mask, scales, labels,
+    poses and class maps; scores, mask and scales are the single process's (the classes may
+    differ from it a little: each rank's searches estimate the noise from their share)."""
+    (one,) = run_passes(tiny_set / "particles.star", tmp_path / "one", 1)
+    r0, r1 = run_passes(tiny_set / "particles.star", tmp_path / "two", 2)
+    assert one["scored"] == one["measured"] == [120] and set(one["searched"]) == {90}
+    assert r0["scored"] == r1["scored"] == [60] and r0["measured"] == r1["measured"] == [60]
+    assert set(r0["searched"]) == set(r1["searched"]) == {45}  # 90 kept, of 120
+    assert len(r0["seeded"]) == len(r1["seeded"]) == 1  # 3 classes: two ab initio seeds, one per rank
+    for key in ("rlnLogLikeliContribution", "rlnSelected", "scales", "labels", "rotations", "origins"):
+        assert np.array_equal(r0[key], r1[key]), key
+    assert all(torch.equal(a, b) for a, b in zip(r0["maps"], r1["maps"]))
+    assert np.array_equal(r0["rlnSelected"], one["rlnSelected"]) and r0["rlnSelected"].sum() == 90
+    assert np.allclose(r0["rlnLogLikeliContribution"], one["rlnLogLikeliContribution"], rtol=1e-4)
+    assert np.allclose(r0["scales"], one["scales"], rtol=1e-4)
+    kept = r0["rlnSelected"] == 1
+    assert set(r0["labels"][kept]) == {1, 2, 3} and (r0["labels"][~kept] == 0).all()

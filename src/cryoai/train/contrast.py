@@ -20,6 +20,7 @@ import torch
 
 from cryoai.data.training_data import TrainingData
 from cryoai.physics.image_model import render_spectra
+from cryoai.train import distributed as dist
 from cryoai.train.batches import chunked_batches
 from cryoai.train.decoder import loss_frequencies
 
@@ -29,9 +30,12 @@ def contrast_scales(volume, data: TrainingData, rows: np.ndarray, rotations: tor
                     radius: float | None = None, device: str = "cpu", batch_size: int = 256) -> np.ndarray:
     """Contrast scales (len(rows),) of particles ``rows`` at poses rotations (n, 3, 3), origins
     (n, 2) px of the training box, over frequencies up to ``radius`` Fourier px (default box/4),
-    normalised to median 1 (module docstring)."""
+    normalised to median 1 (module docstring). Under torchrun each rank measures its share of the
+    rows, and every rank gets all of them back, normalised by the median of all."""
     box = data.train_box
     idx, freqs = loss_frequencies(box, box / 4 if radius is None else radius, device)
+    share = dist.shard_range(len(rows))
+    rows, rotations, origins_px = np.asarray(rows)[share], rotations[share], origins_px[share]
     scales = np.empty(len(rows), dtype=np.float64)
     for start, b in chunked_batches(data, np.asarray(rows), batch_size):
         b = b.to(device)
@@ -40,5 +44,6 @@ def contrast_scales(volume, data: TrainingData, rows: np.ndarray, rotations: tor
         m = render_spectra(volume, rotations[sl].to(device), freqs, b.model_filter(freqs, data.apix),
                            origins_px[sl].to(device))
         scales[sl] = ((x.conj() * m).real.sum(-1) / (m.abs() ** 2).sum(-1).clamp_min(1e-30)).cpu().numpy()
+    (scales,) = dist.gather_rows(scales)
     median = float(np.median(scales)) if len(scales) else 1.0
     return scales / median if median > 0 else scales

@@ -22,7 +22,12 @@ How training is split (see ``Trainer``):
   (``RunDir`` is inert on the other ranks); ``--resume`` makes every rank read rank 0's
   checkpoint, so OUT must be on a file system every node sees;
 - ``finish`` and ``cryoai predict`` shard the particles: each rank predicts (and back-projects)
-  its contiguous share, the poses are gathered and the back-projections summed.
+  its contiguous share, the poses are gathered and the back-projections summed. The passes after
+  the final map do the same: the fit scores and contrast scales (each rank its share of the rows,
+  gathered before the keep mask and the median are taken from all of them) and ``--classes``
+  (each rank searches its share, the fits and poses are gathered, the class maps summed, the
+  ab initio seeds shared out between ranks and broadcast, the labels broadcast from rank 0), so
+  every rank ends with the same scores, keep mask, scales, labels and class maps.
 """
 
 from __future__ import annotations
@@ -127,6 +132,15 @@ def broadcast_tensors(*tensors: torch.Tensor) -> None:
             dist.broadcast(t.data, 0)
 
 
+def from_rank(value, src: int = 0):
+    """Rank ``src``'s value of any picklable object (an array, a map one rank computed), on every rank."""
+    if not active():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src)
+    return box[0]
+
+
 def broadcast_module(module: torch.nn.Module) -> None:
     """Rank 0's parameters and buffers on every rank (as DDP does when it wraps a module)."""
     broadcast_tensors(*module.parameters(), *module.buffers())
@@ -167,6 +181,15 @@ def gather_rows(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     parts: list = [None] * world_size()
     dist.all_gather_object(parts, arrays)
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(arrays)))
+
+
+def gather_tensors(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Concatenate each rank's rows of CPU tensors (in rank order) on every rank."""
+    if not active():
+        return tensors
+    parts: list = [None] * world_size()
+    dist.all_gather_object(parts, tensors)
+    return tuple(torch.cat([p[i] for p in parts]) for i in range(len(tensors)))
 
 
 def sum_tensors(*tensors: torch.Tensor) -> None:

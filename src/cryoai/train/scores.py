@@ -27,6 +27,7 @@ import torch
 
 from cryoai.data.training_data import TrainingData
 from cryoai.physics.image_model import render_spectra
+from cryoai.train import distributed as dist
 from cryoai.train.batches import chunked_batches
 from cryoai.train.decoder import loss_frequencies
 
@@ -49,10 +50,12 @@ def fit_scores(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np.nda
                device: str = "cpu", workers: int = 0) -> Scores:
     """Scores of ``rows`` at their ``poses`` (RELION matrices (N, 3, 3), origins (N, 2) in Å)
     against ``volume``, over the frequencies within ``radius`` Fourier px of the training box
-    (default box/4, what refinement compares)."""
+    (default box/4, what refinement compares). Under torchrun each rank scores its share of the
+    rows and every rank gets all the scores back (in order)."""
     box = data.train_box
     idx, freqs = loss_frequencies(box, box / 4 if radius is None else radius, device)
-    rotations, origins_A = poses
+    share = dist.shard_range(len(rows))
+    rows, rotations, origins_A = np.asarray(rows)[share], poses[0][share], poses[1][share]
     corr = np.empty(len(rows))
     for start, batch in chunked_batches(data, np.asarray(rows), batch_size, workers):
         sl = slice(start, start + len(batch.indices))
@@ -63,6 +66,7 @@ def fit_scores(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np.nda
         origin = torch.from_numpy(origins_A[sl] / data.apix).to(device, torch.float32)
         m = render_spectra(volume, rot, freqs, c, origin)
         corr[sl] = correlation(x, m).cpu().numpy()
+    (corr,) = dist.gather_rows(corr)
     return Scores(corr, log_likelihood_gain(corr, len(idx)))
 
 
@@ -86,7 +90,8 @@ def judge_particles(volume, data: TrainingData, poses: tuple[np.ndarray, np.ndar
                     ) -> dict[str, np.ndarray]:
     """Every particle's fit score at its pose and whether it is kept for the map (``keep_mask``),
     as the particles.star columns: rlnLogLikeliContribution (ΔLL, nats) and rlnSelected (1 kept,
-    0 not: RELION's selection flag, ``relion_star_handler --select rlnSelected --minval 1``)."""
+    0 not: RELION's selection flag, ``relion_star_handler --select rlnSelected --minval 1``).
+    Under torchrun the mask is chosen from every rank's gathered scores: the same on all ranks."""
     scores = fit_scores(volume, data, np.arange(len(data.particles)), poses, device=device,
                         workers=workers)
     log(f"fit scores: correlation with the best projection median {np.median(scores.correlation):.3f} "
