@@ -4,7 +4,10 @@ Each half trains in OUT/half1 and OUT/half2 (its own warm start, encoder and vol
 map is aligned onto half 1's (rotation, shift, hand: ab initio halves live in arbitrary frames)
 and its poses are moved into half 1's frame, so OUT/particles.star holds consistent poses with
 rlnRandomSubset, OUT/volume_half{1,2}.mrc can go straight to RELION's post-processing, and
-OUT/fsc.txt / fsc.png give the half-map FSC (resolution at 0.143).
+OUT/fsc.txt / fsc.png give the half-map FSC (resolution at 0.143). OUT/particles.star also
+carries the per-particle columns each half's finish wrote for its particles (fit score,
+rlnSelected, contrast scale; with --classes, rlnClassNumber numbers that half's own classes,
+OUT/half{h}/volume_class{k}.mrc).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from cryoai.train.distributed import is_main
 from cryoai.train.final_check import gold_standard_check
 from cryoai.train.half_maps import split_halves
 from cryoai.train.run_dir import RunDir
+from cryoai.train.run_finish import PARTICLE_COLUMNS
 from cryoai.train.trainer import Trainer
 
 
@@ -51,6 +55,12 @@ def finished_half(folder: Path, n: int) -> bool:
     return len(done) == n and done.rotations is not None and done.origins_A is not None
 
 
+def half_columns(folder: Path) -> dict[str, np.ndarray]:
+    """The per-particle columns (``run_finish.PARTICLE_COLUMNS``) in the half run's particles.star."""
+    table = load_particles(folder / "particles.star").table
+    return {name: table[name].to_numpy() for name in PARTICLE_COLUMNS if name in table}
+
+
 def _train_half(particles: ParticleSet, cfg: TrainConfig, half: int, run: RunDir, device: str, resume: bool,
                 progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Train one half in ``run``: from its checkpoint when resuming and it has one, else from
@@ -72,6 +82,7 @@ def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: 
     rotations = np.zeros((len(particles), 3, 3))
     origins = np.zeros((len(particles), 2))
     maps, apix = [], None
+    columns: dict[str, np.ndarray] = {}  # each half's per-particle columns, at its rows
     for half in (1, 2):
         rows = np.flatnonzero(labels == half)
         folder = run.path / f"half{half}"
@@ -88,6 +99,8 @@ def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: 
         if is_main():  # under torchrun rank 0 alone wrote the map and does what follows
             vol, apix = read_map(folder / "volume.mrc")
             maps.append(vol)
+            for name, values in half_columns(folder).items():
+                columns.setdefault(name, np.zeros(len(particles), dtype=values.dtype))[rows] = values
     if not is_main():
         return {}
 
@@ -104,7 +117,7 @@ def train_halves(particles: ParticleSet, cfg: TrainConfig, run: RunDir, device: 
 
     write_fsc_files(str(run.path / "fsc"), curve, box, apix, title="half-map FSC (after alignment)")
     write_particle_files(run.path / "particles.star", particles, rotations, origins,
-                         extra_columns={"rlnRandomSubset": labels})
+                         extra_columns={**columns, "rlnRandomSubset": labels})
     run.log(f"half maps aligned (hand {alignment.hand}, correlation {alignment.score:.3f}); "
             f"FSC 0.143: {res_A:.2f} Å ({res_px:.2f} px)")
     gold_standard_check(run, half1, half2, apix, rotations)

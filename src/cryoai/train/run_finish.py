@@ -30,6 +30,9 @@ from cryoai.train.scores import judge_particles, parse_keep
 if TYPE_CHECKING:
     from cryoai.train.trainer import Trainer
 
+# the per-particle columns the finish adds to particles.star (rlnClassNumber with --classes only)
+PARTICLE_COLUMNS = ("rlnLogLikeliContribution", "rlnSelected", "rlnCtfScalefactor", "rlnClassNumber")
+
 
 def finish_run(trainer: Trainer) -> dict:
     """Steps 1–4 of the module docstring; returns every particle's rotations and origins (Å)."""
@@ -39,7 +42,7 @@ def finish_run(trainer: Trainer) -> dict:
         if main:
             trainer.write_volume(run.path / "volumes" / f"final_round_{k}.mrc")
 
-    columns: dict = {}  # per-particle columns of particles.star
+    columns: dict = {}  # per-particle columns of particles.star (PARTICLE_COLUMNS)
 
     def kept_rows(poses: Poses) -> np.ndarray:  # scored against the map every pose was refined against
         columns.update(judge_particles(trainer.volume, data, poses, parse_keep(cfg.keep), trainer.device,
