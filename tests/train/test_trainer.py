@@ -108,7 +108,8 @@ def test_cli_train_predict_and_halves(tiny_set, tmp_path, capsys):
         assert (tmp_path / "h" / name).is_file()
     verdict = json.loads((tmp_path / "h" / "verdict.json").read_text())  # the checks on the independent halves
     assert verdict["gold_standard"] and verdict["label"].startswith("gold standard")
-    assert [d["name"] for d in verdict["diagnostics"]][-2:] == ["pose stability (half 1)", "pose stability (half 2)"]
+    assert [d["name"] for d in verdict["diagnostics"]][-3:] == ["pose stability (half 1)", "pose stability (half 2)",
+                                                                "figure-of-merit separation"]  # from particles.star
 
 
 def test_cli_resume_without_checkpoint_is_one_line(tiny_set, tmp_path, capsys):
