@@ -46,6 +46,9 @@ def main() -> None:
     p.add_argument("--boxes", default="16")
     p.add_argument("--seeds", default="0")
     p.add_argument("--epochs", type=float, default=14.0, help="the stochastic EM's passes over the subset")
+    p.add_argument("--batch", type=int, default=100, help="the stochastic EM's batch")
+    p.add_argument("--rate", type=float, default=0.1, help="the stochastic EM's running-average rate")
+    p.add_argument("--top-k", type=int, default=8, help="poses per image sharing its weight")
     args = p.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -61,7 +64,9 @@ def main() -> None:
                 for b in map(int, args.boxes.split(",")):
                     spectra, filters = data.small_box_inputs(subset, b)
                     t0 = time.time()
-                    res = warm_start(spectra, filters, b, WarmStartConfig(seed=seed, sgd_epochs=args.epochs))
+                    how = WarmStartConfig(seed=seed, sgd_epochs=args.epochs, batch_size=args.batch,
+                                          sgd_rate=args.rate, top_k=args.top_k)
+                    res = warm_start(spectra, filters, b, how, log=lambda s: None)
                     secs = time.time() - t0
                     good = ~junk[subset]
                     e = evaluate_poses(res.rotations.double().numpy()[good], particles.rotations[subset][good])
