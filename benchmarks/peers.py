@@ -78,6 +78,8 @@ def main() -> None:
                    '\'{"ini_iter": 2, "inbetween_iter": 2, "fin_iter": 1}\' (keys: peers_relion.SGD_DEFAULTS)')
     p.add_argument("--relion-ini-high", type=float, default=60.0, help="auto-refine --ini_high in Å (GUI default 60)")
     p.add_argument("--relion-max-iter", type=int, help="auto-refine --auto_iter_max (default: until it converges)")
+    p.add_argument("--relion-local-order", type=int, help="relion-refine-from-cryoai: local searches from the first "
+                   "iteration at this HEALPix order (3: 7.5°/2, RELION searching around cryoai's angles); default global")
     p.add_argument("--cryoai-run", action="append", default=[], help="an existing cryoai run dir (repeatable)")
     p.add_argument("--run-cryoai", action="store_true", help="also train cryoai on each subset")
     p.add_argument("--peers-home", default=str(Path.home() / ".cache" / "cryoai-peers"))

@@ -69,14 +69,20 @@ def initial_model_cmd(star: Path, out: Path, box: int, apix: float, threads: int
 
 
 def auto_refine_cmd(star: Path, ref: Path, out: Path, box: int, apix: float, threads: int, ini_high_A: float,
-                    max_iter: int | None) -> list[str]:
+                    max_iter: int | None, local_order: int | None = None) -> list[str]:
     """3D auto-refine with 3 MPI ranks (2 workers, one per half set); --firstiter_cc since
-    neither reference is on RELION's absolute grey scale."""
+    neither reference is on RELION's absolute grey scale. ``local_order``: start at this HEALPix
+    order with local searches from the first iteration (``--healpix_order`` = ``--auto_local_healpix_order``,
+    RELION then searches around the input STAR's angles), for a STAR whose poses are already good;
+    None: the GUI's global start at order 2 (7.5°), local from order 4."""
+    start, local = ("2", "4") if local_order is None else (str(local_order), str(local_order))
+    offsets = ("5", "2") if local_order is None else ("3", "1")
     cmd = ["mpirun", "--oversubscribe", "--allow-run-as-root", "-n", "3", "relion_refine_mpi",
            "--i", str(star), "--ref", str(ref), "--o", str(out / "run"), "--auto_refine", "--split_random_halves",
            "--ini_high", f"{ini_high_A:g}", "--firstiter_cc", "--ctf", "--particle_diameter",
            str(particle_diameter_A(box, apix)), "--flatten_solvent", "--zero_mask", "--oversampling", "1",
-           "--healpix_order", "2", "--auto_local_healpix_order", "4", "--offset_range", "5", "--offset_step", "2",
+           "--healpix_order", start, "--auto_local_healpix_order", local, "--offset_range", offsets[0],
+           "--offset_step", offsets[1],
            "--sym", "C1", "--low_resol_join_halves", "40", "--norm", "--scale", "--pad", "2",
            "--dont_combine_weights_via_disc", "--pool", "3", "--j", str(threads), "--dont_check_norm"]
     return cmd + (["--auto_iter_max", str(max_iter)] if max_iter else [])
@@ -145,8 +151,9 @@ def run_relion(method: str, ds: Dataset, n: int, sub: Path, workdir: Path, limit
                     raise SystemExit(f"{method} needs a cryoai run of this data set (--cryoai-run or --run-cryoai)")
                 star, ref = cryoai_run / "particles.star", cryoai_run / "volume.mrc"
                 cwd = cryoai_images  # cryoai's STAR keeps its input's image names (relative to that folder)
+            local = args.relion_local_order if method == "relion-refine-from-cryoai" else None
             cmd = auto_refine_cmd(star, ref, out, ds.box, ds.apix, args.relion_threads, args.relion_ini_high,
-                                  args.relion_max_iter)
+                                  args.relion_max_iter, local)
         t_start = time.time()
         wall, finished, rc = run_limited(cmd, workdir / "log.txt", limit_s, cwd=cwd)
         run = {"t_start": t_start, "wall_s": wall, "finished": finished, "rc": rc, "cmd": cmd, "sgd": sgd}
