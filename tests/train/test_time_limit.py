@@ -116,3 +116,10 @@ def test_a_tiny_time_limit_holds_when_the_finish_turns_out_slower_than_measured(
     records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert any(r.get("stage") == "monitor" and r["half_resolution_px"] > 0 for r in records)
     assert [r["reason"] for r in records if r.get("stage") == "stopped"] == ["time limit"]
+
+
+def test_a_larger_warm_start_box_costs_more_per_image_so_fewer_images_fit():
+    """The cost model grows as (box/16)²: at box 24 a 2-minute limit fits 1/2.25 of the images at 16."""
+    at16, at24 = warm_start_images(120.0, 10000, 16), warm_start_images(120.0, 10000, 24)
+    assert at16 == int(WARM_SHARE * 120.0 / WARM_PER_IMAGE_S)
+    assert at24 == int(WARM_SHARE * 120.0 / (WARM_PER_IMAGE_S * 2.25))

@@ -18,6 +18,8 @@ from helpers import tiny_config
 from cryoai.cli.main import main as cli
 from cryoai.data.particles import load_particles
 from cryoai.io.mrc import read_map
+from cryoai.phantom import phantom_map
+from cryoai.simulate import simulate
 from cryoai.train.checkpoint import Interrupted
 from cryoai.train.run_dir import RunDir
 from cryoai.train.trainer import Trainer
@@ -228,3 +230,22 @@ def test_resume_after_the_warm_start_does_not_redo_it(tiny_set, tmp_path, monkey
     assert torch.equal(full.volume.values, resumed.volume.values)
     for key, value in full.encoder.state_dict().items():
         assert torch.equal(value, resumed.encoder.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("snr, expected", [(0.05, (4000, 24)), (np.inf, (1500, 16))])
+def test_the_warm_start_grows_when_the_images_are_noise_dominated(tmp_path, snr, expected):
+    """Unset (None), the warm start's subset and box follow the noise model: noise-dominated images
+    (whitened) get 4000 images at box 24, clean ones 1500 at box 16; set values are kept, and the
+    box never exceeds the training box."""
+    simulate(phantom_map(32, 4.0), 4.0, 200, tmp_path / "sim", snr=snr, seed=3, progress=False)
+    particles = load_particles(tmp_path / "sim" / "particles.star")
+    cfg = tiny_config(train_box=32, encoder_box=32, warm_subset=None, warm_box=None)
+    run = RunDir(tmp_path / "run", quiet=True)
+    try:
+        trainer = Trainer(particles, cfg, run, progress=False)
+        assert (trainer.data.noise is not None) == np.isfinite(snr)
+        assert trainer.warm_start_size() == expected
+        trainer.cfg.warm_subset, trainer.cfg.warm_box = 300, 48
+        assert trainer.warm_start_size() == (300, 32)
+    finally:
+        run.close()

@@ -27,19 +27,22 @@ WARM_SHARE = 0.15  # of the limit the warm start may take
 # Warm-start cost, seconds per image of the subset (box 16, one thread of this project's 2-core
 # CPU): 300 images took 5.7 s with 4 refinement passes and 5.9 s with 14, 1500 images 32.5 s
 # with 14. The stochastic EM's fixed number of epochs dominates, so the subset is what shrinks
-# under a short limit, not the passes. An error here is absorbed by the training budget, which
+# under a short limit, not the passes. At box b the cost grows as (b/16)² (measured ×1.9–2.1 for
+# box 24; benchmarks/warmstart_sizes.py). An error here is absorbed by the training budget, which
 # is measured after the warm start.
-WARM_PER_IMAGE_S = 0.022
+WARM_PER_IMAGE_S = 0.022  # at WARM_COST_BOX
+WARM_COST_BOX = 16
 MIN_WARM_IMAGES = 200  # fewer do not find the structure
 MIN_FINISH_SUBSET = 500  # fewer images than this make a refinement round not worth its cost
 
 
-def warm_start_images(limit_s: float | None, images: int) -> int:
-    """The warm-start subset size that fits WARM_SHARE of ``limit_s`` (None: no limit, ``images``
-    unchanged), never below MIN_WARM_IMAGES."""
+def warm_start_images(limit_s: float | None, images: int, box: int = WARM_COST_BOX) -> int:
+    """The warm-start subset size at ``box`` that fits WARM_SHARE of ``limit_s`` (None: no limit,
+    ``images`` unchanged), never below MIN_WARM_IMAGES."""
     if limit_s is None:
         return images
-    return min(images, max(MIN_WARM_IMAGES, math.floor(WARM_SHARE * limit_s / WARM_PER_IMAGE_S)))
+    per_image_s = WARM_PER_IMAGE_S * (box / WARM_COST_BOX) ** 2
+    return min(images, max(MIN_WARM_IMAGES, math.floor(WARM_SHARE * limit_s / per_image_s)))
 
 
 AFTER_PASSES = 3  # back-projection-sized passes after the map (FinishCosts.after_s)

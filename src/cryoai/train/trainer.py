@@ -126,12 +126,12 @@ class Trainer:
     def warm_start(self) -> None:
         cfg, data = self.cfg, self.data
         rng = np.random.default_rng(cfg.seed)
+        wanted, b = self.warm_start_size()
         left = self.seconds_left()  # under a time limit: the subset sized to it, a hard stop at twice its share
-        size, deadline = warm_start_images(left, cfg.warm_subset), None if left is None else time.time() + 2 * WARM_SHARE * left
-        if size < cfg.warm_subset:
-            self.run.log(f"warm start sized to the time limit: {size} images, not {cfg.warm_subset} ({left / 60:.1f} min left)")
+        size, deadline = warm_start_images(left, wanted, b), None if left is None else time.time() + 2 * WARM_SHARE * left
+        if size < wanted:
+            self.run.log(f"warm start sized to the time limit: {size} images, not {wanted} ({left / 60:.1f} min left)")
         self.subset = np.sort(rng.choice(len(self.particles), min(size, len(self.particles)), replace=False))
-        b = min(cfg.warm_box, data.train_box)
         spectra, ctf_values = data.small_box_inputs(self.subset, b)  # whitened, CTF × whitening
         t0 = time.time()
         result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed,
@@ -151,6 +151,16 @@ class Trainer:
         self.run.log(f"warm start: {len(self.subset)} images at box {b} in {time.time() - t0:.0f} s"
                      + (f", median error vs the input poses {record['rot_median_deg']:.1f}°" if "rot_median_deg" in record else ""))
         self.run.metrics(record)
+
+    def warm_start_size(self) -> tuple[int, int]:
+        """(subset size, box) of the warm start: the config's, or where it says None, by the noise
+        model: 4000 images at box 24 when the images are noise-dominated (whitened: ``data.noise``),
+        else 1500 at box 16 (clean images need less, and stay fast). The box never exceeds the
+        training box."""
+        cfg, noisy = self.cfg, self.data.noise is not None
+        size = cfg.warm_subset if cfg.warm_subset is not None else (4000 if noisy else 1500)
+        box = cfg.warm_box if cfg.warm_box is not None else (24 if noisy else 16)
+        return size, min(box, self.data.train_box)
 
     def share_warm_start(self) -> None:
         """Under torchrun every rank has run the warm start with the same seed; rank 0's poses and
