@@ -217,7 +217,7 @@ class WarmStart:
         self.rotations = torch.empty(m, 3, 3)  # current best pose of each image
         self.origins = torch.zeros(m, 2)  # px
         self.numerator = self.denominator = self.spectrum = None
-        self.operators = None if cfg.symmetry.upper() == "C1" else torch.from_numpy(point_group(cfg.symmetry)).float()
+        self.operators = None if cfg.symmetry.strip().upper() == "C1" else torch.from_numpy(point_group(cfg.symmetry)).float()
         self.history: list[dict] = []
 
     # ---- the map ------------------------------------------------------------------------------
