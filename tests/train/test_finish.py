@@ -73,3 +73,31 @@ def test_the_final_map_is_reconstructed_from_the_rows_kept(tiny_data):
     assert torch.allclose(final, volume.values.detach())
     load_reconstruction(volume, tiny_data, np.arange(60), (rot, origin), how)
     assert not torch.allclose(final, volume.values.detach(), atol=1e-4)
+
+
+def test_the_finish_runs_more_rounds_than_planned_when_the_passes_are_faster(tiny_data, monkeypatch):
+    """The probe's costs plan 1 of 4 rounds (its per-image costs 10× inflated here: the real probe
+    overestimates too, its fixed cost spread over 128 images); the rounds then re-check with the
+    costs measured on their own passes and run all 4, still ending before the deadline. Before,
+    the planned count was a cap: 1 round, and the time the probe overestimated went unused."""
+    import time
+    from dataclasses import replace
+
+    from cryoai.train import finish
+    from cryoai.train.time_limit import plan_finish
+
+    encoder, volume = build_models(tiny_config(), "cpu")
+    how = PoseSettings(radius=8.0, symmetric=True)
+    true_costs = measure_costs(encoder, volume, tiny_data, how)
+    inflated = replace(true_costs, **{k: 10 * getattr(true_costs, k)
+                                      for k in ("predict_s", "encode_s", "refine_s", "reconstruct_s")})
+    seconds = 0.5 * (plan_finish(inflated, 60, 60, 1, 1e9).seconds + plan_finish(inflated, 60, 60, 2, 1e9).seconds)
+    assert plan_finish(inflated, 60, 60, 4, seconds).rounds == 1  # what the inflated probe plans
+    monkeypatch.setattr(finish, "measure_costs", lambda *a, **k: replace(inflated))
+    rounds, lines = [], []
+    deadline = time.time() + seconds
+    final_map_and_poses(encoder, volume, tiny_data, how, subset_size=60, rounds=4, seed=0,
+                        after_round=rounds.append, log=lines.append, deadline=deadline)
+    assert "1 of 4 refinement rounds" in lines[0] and "more run if" in lines[0]
+    assert rounds == [1, 2, 3, 4], lines
+    assert time.time() <= deadline + 0.5

@@ -169,9 +169,11 @@ def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, 
     the map reconstructed from them: all, or the rows ``map_rows(poses)`` chooses (called with
     ``volume`` still holding the map every pose was refined against, e.g. to score the fits).
 
-    With a ``deadline`` (``time.time()`` seconds), the costs are measured first and the rounds
-    and subset cut to what fits (``time_limit.plan_finish``), then re-checked before each round;
-    the pass over all particles and the final reconstruction always run."""
+    With a ``deadline`` (``time.time()`` seconds), the costs are measured first and the subset
+    cut to what fits (``time_limit.plan_finish``); when at least one round fits, rounds then run
+    while the next one still fits at the costs re-measured on the passes so far (up to
+    ``rounds``: the probe's costs overestimate, and a 10k run planned 1 round and ended 220 s
+    early); the pass over all particles and the final reconstruction always run."""
     n = len(data.particles)
     clock, refine_all = None, True
     if deadline is not None:
@@ -179,8 +181,10 @@ def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, 
         plan = plan_finish(clock.costs, n, subset_size, rounds, clock.left())
         log(f"finish: {plan.rounds} of {rounds} refinement rounds on {min(plan.subset, n)} particles fit in the "
             f"{clock.left() / 60:.1f} min left (estimated {plan.seconds / 60:.1f} min)"
-            + ("" if plan.refine_all else "; not even refined poses for all do: the encoder's poses, unrefined"))
-        subset_size, rounds = int(dist.from_main(float(plan.subset))), int(dist.from_main(float(plan.rounds)))
+            + ("" if plan.refine_all else "; not even refined poses for all do: the encoder's poses, unrefined")
+            + ("; more run if the measured passes leave time" if 0 < plan.rounds < rounds else ""))
+        subset_size = int(dist.from_main(float(plan.subset)))
+        rounds = rounds if dist.from_main(float(plan.rounds)) >= 1 else 0
         refine_all = dist.from_main(float(plan.refine_all)) > 0
     if rounds == 0:  # one pass over all particles, then the map
         rot, origin = predict(encoder, volume, data, None, how, refine=refine_all)
