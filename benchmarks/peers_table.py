@@ -37,7 +37,7 @@ def table(rows: list[Row]) -> str:
 
 def write_outputs(out: Path, rows: list[Row], versions: dict, args) -> None:
     """Print the table and write OUT/peers.md and OUT/peers.json."""
-    text = (f"# Peers benchmark ({datetime.now():%Y-%m-%d %H:%M}, one CPU thread, limit {args.minutes:g} min per run)\n\n"
+    text = (f"# Peers benchmark ({datetime.now():%Y-%m-%d %H:%M}, one CPU thread (RELION: --j {args.relion_threads} threads per process), limit {args.minutes:g} min per run)\n\n"
             f"Versions: {json.dumps(versions)}\n\n{table(rows)}\n")
     print("\n" + text, flush=True)
     (out / "peers.md").write_text(text)
