@@ -23,20 +23,18 @@ from cryoai.data.noise_spectrum import noise_model
 from cryoai.data.particles import load_particles
 from cryoai.data.training_data import TrainingData
 from cryoai.eval.poses import evaluate_poses
-from cryoai.io.star import read_star
+from cryoai.simulate import JUNK_KIND_COLUMN, TRUTH_STAR, read_junk_kinds
 from cryoai.train.warmstart import WarmStartConfig, warm_start
 
 
 def junk_mask(folder: Path, n: int) -> np.ndarray:
-    """True for junk rows (truth.star's cryoaiJunkKind not empty/none), all False without it."""
-    truth = folder / "truth.star"
-    if not truth.is_file():
+    """True for the junk rows of a simulation (truth.star's junk kind not "particle"); all False
+    without a junk-kind column. Rows are in the order of particles.star, as the simulator writes both."""
+    truth = folder / TRUTH_STAR
+    table = read_junk_kinds(truth) if truth.is_file() else None
+    if table is None:
         return np.zeros(n, bool)
-    table = read_star(truth)["particles"]
-    if "cryoaiJunkKind" not in table:
-        return np.zeros(n, bool)
-    kind = table["cryoaiJunkKind"].astype(str).str.strip().str.lower()
-    return ~kind.isin(["", "none", "particle", "nan"]).to_numpy()
+    return table[JUNK_KIND_COLUMN].to_numpy() != "particle"
 
 
 def main() -> None:

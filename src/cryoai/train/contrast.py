@@ -37,7 +37,7 @@ def contrast_scales(volume, data: TrainingData, rows: np.ndarray, rotations: tor
     share = dist.shard_range(len(rows))
     rows, rotations, origins_px = np.asarray(rows)[share], rotations[share], origins_px[share]
     scales = np.empty(len(rows), dtype=np.float64)
-    for start, b in chunked_batches(data, np.asarray(rows), batch_size):
+    for start, b in chunked_batches(data, rows, batch_size):
         b = b.to(device)
         sl = slice(start, start + len(b.indices))
         x = b.spectra.reshape(len(b.indices), -1)[:, idx]

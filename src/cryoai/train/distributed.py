@@ -174,12 +174,18 @@ def average_buffers(module: torch.nn.Module) -> None:
         _all_reduce_mean([b.data for b in module.buffers() if b.is_floating_point()])
 
 
+def _all_ranks(items: tuple) -> list[tuple]:
+    """Every rank's ``items`` (any picklable objects), in rank order, on every rank."""
+    parts: list = [None] * world_size()
+    dist.all_gather_object(parts, items)
+    return parts
+
+
 def gather_rows(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     """Concatenate each rank's rows (in rank order) on every rank."""
     if not active():
         return arrays
-    parts: list = [None] * world_size()
-    dist.all_gather_object(parts, arrays)
+    parts = _all_ranks(arrays)
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(arrays)))
 
 
@@ -187,8 +193,7 @@ def gather_tensors(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Concatenate each rank's rows of CPU tensors (in rank order) on every rank."""
     if not active():
         return tensors
-    parts: list = [None] * world_size()
-    dist.all_gather_object(parts, tensors)
+    parts = _all_ranks(tensors)
     return tuple(torch.cat([p[i] for p in parts]) for i in range(len(tensors)))
 
 

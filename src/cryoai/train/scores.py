@@ -57,7 +57,7 @@ def fit_scores(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np.nda
     share = dist.shard_range(len(rows))
     rows, rotations, origins_A = np.asarray(rows)[share], poses[0][share], poses[1][share]
     corr = np.empty(len(rows))
-    for start, batch in chunked_batches(data, np.asarray(rows), batch_size, workers):
+    for start, batch in chunked_batches(data, rows, batch_size, workers):
         sl = slice(start, start + len(batch.indices))
         batch = batch.to(device)
         x = batch.spectra.reshape(len(batch.indices), -1)[:, idx]
