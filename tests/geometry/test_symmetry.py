@@ -124,3 +124,14 @@ def test_poses_in_the_asymmetric_unit_are_equivalent_and_fill_relions_wedge(symb
         assert kind == "C" or (tilt <= 90 + 1e-6).all()
     else:  # the unit is 1/24 of the sphere of views
         assert len(np.unique(np.round(np.swapaxes(A, 1, 2) @ B, 6).reshape(500, -1), axis=0)) > 12
+
+
+def test_distance_modulo_group_is_zero_between_equivalent_poses_and_geodesic_in_c1():
+    from cryoai.geometry.rotations import geodesic_distance_deg, random_rotations
+    from cryoai.geometry.symmetry import distance_modulo_group_deg
+
+    A, B = (random_rotations(8, np.random.default_rng(s)) for s in (1, 2))
+    ops = point_group("D3")
+    assert np.allclose(distance_modulo_group_deg(A, A @ ops[np.arange(8) % 6].transpose(0, 2, 1), "D3"), 0.0, atol=1e-4)
+    np.testing.assert_allclose(distance_modulo_group_deg(A, B, "C1"), geodesic_distance_deg(A, B), atol=1e-6)
+    assert (distance_modulo_group_deg(A, B, "D3") <= geodesic_distance_deg(A, B) + 1e-9).all()

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from cryoai.data.particles import load_particles
+from cryoai.geometry.rotations import euler_to_matrix, random_rotations
+from cryoai.geometry.symmetry import point_group
 from cryoai.losses import HALF_TURN
 from cryoai.models.voxel import VoxelVolume
 from cryoai.data.training_data import TrainingData
@@ -31,6 +33,26 @@ def test_subset_pose_loss_supervises_the_rotated_copy_with_the_turned_pose():
     wrong = torch.stack([torch.eye(3), torch.eye(3)])
     assert float(subset_pose_loss(wrong, origin_both, sel, target_r, target_o, symmetric=True)) == pytest.approx(8.0)
     assert float(subset_pose_loss(wrong[:1], origin_both[:1], sel, target_r, target_o, symmetric=False)) == 0.0
+
+
+def test_pose_loss_under_a_group_takes_the_nearest_equivalent_target():
+    """Under C4, a prediction at R*·Sᵀ costs nothing (only its origin error counts), an in-plane
+    turn of R* (S·R*: another image) still does; with C1's operators, the loss is the C1 loss."""
+    ops = torch.from_numpy(point_group("C4")).float()
+    target = torch.from_numpy(random_rotations(5, np.random.default_rng(2))).float()
+    origins, target_o = torch.randn(5, 2), torch.randn(5, 2)
+    shift_only = pose_loss(target, origins, target, target_o)
+    for S in ops:
+        assert torch.allclose(pose_loss(target @ S.T, origins, target, target_o, ops), shift_only, atol=1e-5)
+    side = torch.from_numpy(euler_to_matrix(0.0, 90.0, 0.0)).float()[None]  # a side view: turning it in-plane is no equivalent
+    assert float(pose_loss(ops[1] @ side, torch.zeros(1, 2), side, torch.zeros(1, 2), ops)) > 1.0
+    pred = torch.from_numpy(random_rotations(5, np.random.default_rng(3))).float()
+    plain = pose_loss(pred, origins, target, target_o)
+    assert torch.allclose(pose_loss(pred, origins, target, target_o, torch.eye(3)[None]), plain)
+    assert (pose_loss(pred, origins, target, target_o, ops) <= plain + 1e-6).all()
+    rot_both, origin_both = torch.cat([target @ ops[2].T, HALF_TURN @ target @ ops[3].T]), torch.cat([target_o, -target_o])
+    sup = subset_pose_loss(rot_both, origin_both, torch.arange(5), target, target_o, True, ops)
+    assert torch.allclose(sup, torch.zeros(5), atol=1e-5)  # the image and its π-rotated copy, each at an equivalent
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,17 @@ poses in the asymmetric unit (mechanics on the tiny set; accuracy is for benchma
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import starfile
-from helpers import train_tiny
+from helpers import symmetric_phantom, train_tiny
 
 from cryoai.cli.main import main as cli
+from cryoai.eval.align import transform_map
 from cryoai.eval.map_symmetry import symmetry_score
+from cryoai.geometry.symmetry import axis_rotation
 from cryoai.io.mrc import read_map
+from cryoai.simulate import simulate
+from cryoai.train.symmetric_finish import symmetry_frame
 
 
 def test_train_with_symmetry_writes_a_symmetric_map_and_poses_in_the_unit(tiny_set, tmp_path):
@@ -26,3 +31,35 @@ def test_train_refuses_an_unknown_group_in_one_line(tiny_set, tmp_path, capsys):
     code = cli(["train", str(tiny_set / "particles.star"), "-o", str(tmp_path / "x"), "--symmetry", "Q2", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--symmetry" in err[0] and "Cn or Dn" in err[0]
+
+
+@pytest.fixture(scope="module")
+def c4_set(tmp_path_factory):
+    """120 images of a C4 phantom in RELION's orientation (box 16, 8 Å/px, SNR 10)."""
+    out = tmp_path_factory.mktemp("c4")
+    simulate(symmetric_phantom(16, "C4", seed=2), 8.0, 120, out, snr=10.0, shift_std_A=4.0, seed=1, progress=False)
+    return out
+
+
+def test_train_under_c4_keeps_relion_frame_and_writes_a_symmetric_map(c4_set, tmp_path, one_thread):
+    """Trained under the group, the map is C4 about z already: the finish uses that frame (no
+    axis search, R = I), the map written is symmetric, the warm start's poses are in the unit."""
+    train_tiny(c4_set / "particles.star", tmp_path / "run", symmetry="C4")
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "about RELION's axes (the training frame): no axis search" in log
+    vol, _ = read_map(tmp_path / "run" / "volume.mrc")
+    assert symmetry_score(vol, "C4") > 0.95
+    rot = starfile.read(tmp_path / "run" / "particles.star")["particles"]["rlnAngleRot"].to_numpy()
+    assert (np.mod(rot, 360) < 90 + 1e-3).all()
+
+
+def test_symmetry_frame_searches_only_off_relion_axes():
+    """A C4 map about z keeps the identity; the same map turned 40° off z is searched and its axis found."""
+    vol = symmetric_phantom(16, "C4", seed=2)
+    lines = []
+    assert np.array_equal(symmetry_frame(vol, "C4", lines.append), np.eye(3)) and "no axis search" in lines[-1]
+    turn = axis_rotation((1.0, 0.0, 0.0), np.deg2rad(40.0))
+    frame = symmetry_frame(transform_map(vol, turn), "C4", lines.append)
+    assert "those used" in lines[-1]
+    assert abs(frame[:, 2] @ turn[:, 2]) > np.cos(np.deg2rad(3.0))  # the 4-fold axis found where it was turned to
+    assert np.array_equal(symmetry_frame(transform_map(vol, turn), "C4", lines.append, search=False), np.eye(3))

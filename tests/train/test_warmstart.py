@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from helpers import symmetric_phantom
+
+from cryoai.eval.map_symmetry import symmetry_score
 from cryoai.eval.poses import evaluate_poses
-from cryoai.geometry.grids import freq_grid_2d
+from cryoai.geometry.grids import freq_grid_2d, ifft3_centered
 from cryoai.geometry.rotations import random_rotations
+from cryoai.geometry.symmetry import in_asymmetric_unit
 from cryoai.phantom import phantom_map
 from cryoai.physics.backprojection import _splat, wiener_reconstruct, shell_index
 from cryoai.physics.ctf import ctf
@@ -15,7 +19,7 @@ from cryoai.physics.image_model import render_spectra
 from cryoai.physics.slicing import fourier_map, sample_grid
 from cryoai.simulate import Microscope, draw_ctf
 from cryoai.data.training_data import crop_spectra
-from cryoai.train.warmstart import WarmStartConfig, local_perturbations, shift_grid, warm_start
+from cryoai.train.warmstart import WarmStart, WarmStartConfig, local_perturbations, shift_grid, warm_start
 
 
 def test_splat_is_the_adjoint_of_trilinear_sampling():
@@ -77,3 +81,48 @@ def test_warm_start_finds_poses_with_ctf_and_shifts():
     errors = evaluate_poses(result.rotations.double().numpy(), rotations.double().numpy())
     assert errors["rot_median_deg"] < 8.0, errors
     assert (result.origins_px - origins).norm(dim=1).median() < 0.4
+
+
+def _clean_subset(vol: np.ndarray, box: int, m: int, seed: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """m clean images of ``vol`` (box 32) at random poses, Fourier-cropped to ``box``, unit power."""
+    rotations = torch.from_numpy(random_rotations(m, np.random.default_rng(seed))).float()
+    with torch.no_grad():
+        spectra = render_spectra(fourier_map(torch.from_numpy(vol).float(), pad=2), rotations,
+                                 freq_grid_2d(vol.shape[0]).reshape(-1, 2))
+    spectra = crop_spectra(spectra.reshape(m, *vol.shape[:2]), box)
+    return spectra / spectra.abs().pow(2).mean().sqrt(), rotations
+
+
+def test_warm_start_under_a_point_group_searches_its_unit_and_makes_a_symmetric_map(one_thread):
+    """A C4 particle with --symmetry C4: the grids hold a quarter of the poses, the poses come out
+    in the asymmetric unit and right up to the group, the map is C4 about z (RELION's frame)."""
+    box, m = 12, 200
+    spectra, truth = _clean_subset(symmetric_phantom(32, "C4"), box, m)
+    cfg = WarmStartConfig(sgd_steps=40, iterations=4, symmetry="C4")
+    full, unit = (len(WarmStart(spectra, torch.ones(m, box, box), box, WarmStartConfig(symmetry=s)).rotation_grid_for(box))
+                  for s in ("C1", "C4"))
+    assert abs(unit / full - 0.25) < 0.02
+    result = warm_start(spectra, torch.ones(m, box, box), box, cfg, log=lambda *_: None)
+    assert in_asymmetric_unit(result.rotations.numpy(), "C4").all()
+    vol = ifft3_centered(result.spectrum).numpy()
+    c = vol.shape[0] // 2 - box // 2
+    assert symmetry_score(vol[c : c + box, c : c + box, c : c + box], "C4") > 0.99
+    errors = evaluate_poses(result.rotations.double().numpy(), truth.double().numpy(), symmetry="C4")
+    assert errors["rot_median_deg"] < 20.0, errors
+    assert abs(np.asarray(errors["rotation"])[2, 2]) > 0.95  # the map's 4-fold axis is the truth's: along z
+
+
+def test_warm_start_in_c1_never_symmetrises(monkeypatch, one_thread):
+    """C1 runs the code it ran before the groups: no symmetrised sums, the full grid."""
+    import cryoai.train.warmstart as ws
+
+    def refuse(*_):
+        raise AssertionError("symmetrise_sums called in C1")
+
+    monkeypatch.setattr(ws, "symmetrise_sums", refuse)
+    box, m = 8, 60
+    spectra, _ = _clean_subset(phantom_map(32, 2.0), box, m)
+    runs = [warm_start(spectra, torch.ones(m, box, box), box, WarmStartConfig(sgd_steps=4, iterations=2, n_directions=100,
+                                                                              **extra), log=lambda *_: None)
+            for extra in ({}, {"symmetry": "c1"})]
+    assert torch.equal(runs[0].rotations, runs[1].rotations) and torch.equal(runs[0].spectrum, runs[1].spectrum)

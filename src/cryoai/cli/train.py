@@ -61,9 +61,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-box", type=int, help="Fourier-crop images to this box for training")
     parser.add_argument("--volume", choices=["voxel", "fouriernet"], help="volume model (default voxel)")
     parser.add_argument("--loss", choices=["symmetric", "l2"], help="default symmetric")
-    parser.add_argument("--symmetry", help="point group (RELION's: Cn, Dn, T, O, I): after the C1 training the finish "
-                                           "finds its axes, reconstructs symmetrised and writes the map and the poses "
-                                           "(asymmetric unit) in RELION's orientation; default C1")
+    parser.add_argument("--symmetry", help="point group (RELION's: Cn, Dn, T, O, I): trained modulo it in RELION's "
+                                           "orientation (warm start over its asymmetric unit, symmetrised maps); the "
+                                           "map and the poses (asymmetric unit) written in that orientation; default C1")
     parser.add_argument("--no-warm-start", action="store_true",
                         help="no projection-matching warm start: encoder and volume learn from scratch (with "
                              "--volume fouriernet, the closest to cryoAI's published method)")

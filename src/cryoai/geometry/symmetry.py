@@ -143,3 +143,20 @@ def to_asymmetric_unit(poses: np.ndarray, symbol: str) -> np.ndarray:
     views = np.einsum("kij,nj->nki", ops, A[:, 2])  # S·A[2]
     best = np.argmax(views @ reference_view(symbol), axis=1)
     return A @ np.swapaxes(ops[best], 1, 2)
+
+
+def in_asymmetric_unit(poses: np.ndarray, symbol: str) -> np.ndarray:
+    """Bool (N,): whether each pose A (N, 3, 3) is its own ``to_asymmetric_unit`` equivalent (its
+    view direction nearer ``reference_view`` than any of its copies S·A[2]; ties keep it). A grid
+    of view directions × in-plane angles filtered by it still holds an equivalent of every pose."""
+    A = np.asarray(poses, dtype=np.float64)
+    views = np.einsum("kij,nj->nki", point_group(symbol), A[:, 2]) @ reference_view(symbol)  # (N, K)
+    return views[:, 0] >= views.max(axis=1) - 1e-9  # the identity is the group's first element
+
+
+def distance_modulo_group_deg(A: np.ndarray, B: np.ndarray, symbol: str) -> np.ndarray:
+    """(N,) least angle in degrees between poses A and B·Sᵀ (N, 3, 3) over the group's S: the
+    distance between two poses of a symmetric map, which give the same images at B and B·Sᵀ."""
+    A, B = np.asarray(A, dtype=np.float64), np.asarray(B, dtype=np.float64)
+    traces = np.einsum("nij,nik,mjk->nm", A, B, point_group(symbol))  # tr(Aᵀ·B·Sᵀ) = Σ A_ij (B·Sᵀ)_ij
+    return np.rad2deg(np.arccos(np.clip((traces.max(axis=1) - 1.0) / 2.0, -1.0, 1.0)))

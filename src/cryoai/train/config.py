@@ -11,7 +11,7 @@ class TrainConfig:
     volume: str = "voxel"  # "voxel" (fast) or "fouriernet" (cryoAI's implicit network)
     loss: str = "symmetric"  # "symmetric" or "l2" (the ablation)
     warm_start: bool = True  # fixed-cost projection matching on a subset first
-    symmetry: str = "C1"  # point group (RELION's name); not C1: the finish symmetrises (train/symmetric_finish.py)
+    symmetry: str = "C1"  # point group (RELION's name); not C1: trained modulo it in RELION's frame (README)
     # sizes
     train_box: int = 64  # images are Fourier-cropped to this box (pixels)
     encoder_box: int = 64  # the encoder sees images cropped to this box

@@ -21,7 +21,7 @@ from cryoai.data.training_data import TrainingData
 from cryoai.eval import diagnostics as dg
 from cryoai.eval.fsc import fsc, resolution, sphere_mask
 from cryoai.eval.fsc_files import write_fsc_files
-from cryoai.geometry.rotations import geodesic_distance_deg
+from cryoai.geometry.symmetry import distance_modulo_group_deg
 from cryoai.io.atomic import atomic_path
 from cryoai.io.mrc import write_map
 from cryoai.io.star import read_star
@@ -41,11 +41,13 @@ SCORE_COLUMN = "rlnLogLikeliContribution"
 
 
 def final_check(encoder, volume, data: TrainingData, poses: Poses, how: PoseSettings, run: RunDir,
-                seed: int, training_frame: np.ndarray | None = None, rows: np.ndarray | None = None) -> dict:
+                seed: int, training_frame: np.ndarray | None = None, rows: np.ndarray | None = None,
+                symmetry: str = "C1") -> dict:
     """Half maps from the final ``poses`` (RELION matrices, origins in Å), pose stability on up
     to ``STABILITY_ROWS`` particles (the encoder's pose, unrefined, against the final one, or
     against ``training_frame``: the final rotations before a ``--symmetry`` finish turned them
-    out of the encoder's frame), the checks, and the files (module docstring). ``rows``: the
+    out of the encoder's frame; the angle between them modulo the point group ``symmetry``, whose
+    equivalent poses the encoder may give), the checks, and the files (module docstring). ``rows``: the
     particles the map is made from (``--keep``; None: all), the only ones checked. Every torchrun
     rank calls it (the reconstructions and predictions are shared); rank 0 writes. Returns the
     verdict record."""
@@ -56,7 +58,7 @@ def final_check(encoder, volume, data: TrainingData, poses: Poses, how: PoseSett
     sample = rows[final_subset(len(rows), STABILITY_ROWS, seed)]
     encoder_rot, _ = predict_poses_sharded(encoder, volume, data, how.radius, how.symmetric, device=how.device,
                                            progress=False, indices=sample, refine=False, workers=how.workers)
-    stability = dg.pose_stability(geodesic_distance_deg(encoder_rot, reference[sample]))
+    stability = dg.pose_stability(distance_modulo_group_deg(encoder_rot, reference[sample], symmetry))
     if not dist.is_main():
         return {}
     return record_verdict(run, halves.maps, data.apix, reference[rows], [stability], gold=False)  # views: before any

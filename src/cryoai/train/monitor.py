@@ -14,6 +14,8 @@ loaded into the volume (at first the warm start's, ``measure_loaded``), the dire
 reconstruction of the whole subset from the refined poses is loaded into the volume and training
 continues from it; the refined poses then replace the subset's warm-start poses in the encoder's
 supervision (``supervision.subset_pose_loss``), so the encoder is distilled towards them.
+Under a point group (``train --symmetry``) that reconstruction is symmetrised over the group in
+RELION's orientation, the frame the warm start put the map in, and the errors are modulo the group.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cryoai.data.training_data import TrainingData
+from cryoai.geometry.symmetry import point_group
 from cryoai.train import distributed as dist
 from cryoai.train.finish import PoseSettings, Poses, final_subset, load_reconstruction, predict
 from cryoai.train.half_maps import half_maps
+from cryoai.train.symmetric_finish import load_symmetrised_reconstruction
 from cryoai.train.time_limit import FinishCosts, check_fits
 
 
@@ -92,10 +96,11 @@ class Monitor:
         return budget == math.inf or check_fits(train_seconds, budget, self.seconds, guess)
 
     def check(self, encoder, volume, data: TrainingData, how: PoseSettings, start: Poses | None = None,
-              true_rotations: np.ndarray | None = None) -> CheckResult:
+              true_rotations: np.ndarray | None = None, symmetry: str = "C1") -> CheckResult:
         """One check (module docstring): poses, half-set resolution, and the volume replaced by the
         subset's reconstruction if that is better than the map loaded before; with every
-        particle's ``true_rotations`` (simulated or published), the poses' errors too.
+        particle's ``true_rotations`` (simulated or published), the poses' errors too. With a
+        point group ``symmetry``, the map loaded is symmetrised (module docstring).
 
         ``start``: the subset's best poses so far (the warm start's, then those of the last map
         loaded), refined again against the volume instead of the encoder's: early in training
@@ -109,14 +114,17 @@ class Monitor:
         self.history.append(float(halves.resolution_px))
         loaded = bool(self.load_maps and halves.resolution_px < self.loaded_px - self.tolerance_px)
         if loaded:
-            load_reconstruction(volume, data, self.rows, (rot, origin), how)
+            if symmetry.strip().upper() != "C1":
+                load_symmetrised_reconstruction(volume, data, self.rows, (rot, origin), point_group(symmetry), how)
+            else:
+                load_reconstruction(volume, data, self.rows, (rot, origin), how)
             self.loaded_px = float(halves.resolution_px)
         self.seconds = dist.from_main(time.time() - t0)  # under torchrun, rank 0's clock decides for all
         errors = None
         if true_rotations is not None:
             from cryoai.eval.poses import evaluate_poses
 
-            errors = evaluate_poses(rot, true_rotations[self.rows])
+            errors = evaluate_poses(rot, true_rotations[self.rows], symmetry=symmetry)
         return CheckResult((rot, origin), float(halves.resolution_px), float(halves.resolution_A), loaded,
                            self.seconds, t_predict, errors)
 

@@ -2,7 +2,9 @@
 
 Two sources of known poses teach the encoder before (and while) the symmetric loss takes over:
 the warm-start subset's poses, and images rendered from the current volume at random known
-poses (``synthetic_batch``). Both are scored by the one ``pose_loss``.
+poses (``synthetic_batch``). Both are scored by the one ``pose_loss``; under a point group
+(``train --symmetry``) modulo the group: a symmetric map gives the same image at A* and at every
+A*·Sᵀ (``cryoai.eval.poses``), so the encoder is asked for the nearest of them.
 """
 
 from __future__ import annotations
@@ -24,24 +26,33 @@ ORIGIN_WEIGHT = 0.1  # per px² of origin error, against |ΔR|²_F ∈ [0, 8]
 
 
 def pose_loss(rotations: torch.Tensor, origins_px: torch.Tensor, rotations_true: torch.Tensor,
-              origins_true_px: torch.Tensor) -> torch.Tensor:
-    """Per-image |R − R*|²_F + 0.1·|o − o*|² (rotations (B, 3, 3), origins (B, 2) in pixels)."""
-    return (rotations - rotations_true).pow(2).sum((1, 2)) + ORIGIN_WEIGHT * (origins_px - origins_true_px).pow(2).sum(1)
+              origins_true_px: torch.Tensor, operators: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image |R − R*|²_F + 0.1·|o − o*|² (rotations (B, 3, 3), origins (B, 2) in pixels).
+    With point-group ``operators`` S (K, 3, 3), the rotation term is the least over R*·Sᵀ (the
+    origins are the same at every equivalent pose); None: C1."""
+    if operators is None:
+        rotation_term = (rotations - rotations_true).pow(2).sum((1, 2))
+    else:
+        equivalents = rotations_true[:, None] @ operators.to(rotations_true).transpose(1, 2)[None]  # (B, K, 3, 3)
+        rotation_term = (rotations[:, None] - equivalents).pow(2).sum((2, 3)).amin(1)
+    return rotation_term + ORIGIN_WEIGHT * (origins_px - origins_true_px).pow(2).sum(1)
 
 
 def subset_pose_loss(rot_both: torch.Tensor, origin_both: torch.Tensor, sel: torch.Tensor,
-                     rotations_true: torch.Tensor, origins_true_px: torch.Tensor, symmetric: bool) -> torch.Tensor:
-    """Per-image ``pose_loss`` of the batch images ``sel`` against their warm-start poses.
+                     rotations_true: torch.Tensor, origins_true_px: torch.Tensor, symmetric: bool,
+                     operators: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image ``pose_loss`` of the batch images ``sel`` against their warm-start poses
+    (modulo the point group of ``operators``).
 
     ``rot_both``/``origin_both`` are the encoder's outputs for the batch (n images) and, under the
     symmetric loss, then for its π-rotated copy (``decoder.encode_both``): the copy's pose is the
     image's turned by HALF_TURN, with the origin negated, and is supervised too.
     """
-    loss = pose_loss(rot_both[sel], origin_both[sel], rotations_true, origins_true_px)
+    loss = pose_loss(rot_both[sel], origin_both[sel], rotations_true, origins_true_px, operators)
     if symmetric:
         n = len(rot_both) // 2
         half = HALF_TURN.to(rotations_true.device)
-        loss = loss + pose_loss(rot_both[n + sel], origin_both[n + sel], half @ rotations_true, -origins_true_px)
+        loss = loss + pose_loss(rot_both[n + sel], origin_both[n + sel], half @ rotations_true, -origins_true_px, operators)
     return loss
 
 

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from cryoai.data.noise_spectrum import noise_model
 from cryoai.data.particles import ParticleSet
 from cryoai.data.training_data import Batch, TrainingData
+from cryoai.geometry.symmetry import point_group
 from cryoai.io.mrc import write_map
 from cryoai.losses import symmetric_loss
 from cryoai.models.encoder import PoseEncoder
@@ -74,6 +75,8 @@ class Trainer:
                 self.data.noise.write(run.path / "noise_spectrum.txt")
         torch.manual_seed(cfg.seed)
         self.encoder, self.volume = build_models(cfg, device)
+        symmetric = cfg.symmetry.strip().upper() != "C1"  # the group's (K, 3, 3) operators: maps and pose losses
+        self.operators = torch.from_numpy(point_group(cfg.symmetry)).float() if symmetric else None
         self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
         self.opt_volume = torch.optim.Adam(self.volume.parameters(), lr=cfg.volume_lr)
         self.step = 0
@@ -135,18 +138,20 @@ class Trainer:
         spectra, ctf_values = data.small_box_inputs(self.subset, b)  # whitened, CTF × whitening
         t0 = time.time()
         result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed,
-                                                                    deadline=deadline), log=self.run.log)
+                                                                    deadline=deadline, symmetry=cfg.symmetry), log=self.run.log)
         self.subset_rot = result.rotations
         self.subset_origin = result.origins_px * (data.train_box / b)
         self._index_subset()
-        spectrum = reconstruct(data, self.subset, self.subset_rot, self.subset_origin, self.volume.oversample)
+        spectrum = reconstruct(data, self.subset, self.subset_rot, self.subset_origin, self.volume.oversample,
+                               operators=self.operators)
         self.volume.load_spectrum(spectrum.to(self.device))
         self.warm_done = True
         record = {"step": 0, "stage": "warm_start", "seconds": time.time() - t0}
         if self.particles.rotations is not None:  # simulated or published poses: how close it came
             from cryoai.eval.poses import evaluate_poses
 
-            errors = evaluate_poses(self.subset_rot.double().numpy(), self.particles.rotations[self.subset])
+            errors = evaluate_poses(self.subset_rot.double().numpy(), self.particles.rotations[self.subset],
+                                    symmetry=cfg.symmetry)
             record.update(rot_median_deg=errors["rot_median_deg"], frac_within_10deg=errors["frac_within_10deg"])
         self.run.log(f"warm start: {len(self.subset)} images at box {b} in {time.time() - t0:.0f} s"
                      + (f", median error vs the input poses {record['rot_median_deg']:.1f}°" if "rot_median_deg" in record else ""))
@@ -210,7 +215,7 @@ class Trainer:
         self.encoder.train()
         if stage == schedule.PRETRAIN:  # encoder alone, on renders of the frozen warm-start volume
             images, rot_true, origin_true = self.synthetic_batch(step, cfg.batch_size)
-            loss = pose_loss(*self.encoder(images), rot_true, origin_true).mean()
+            loss = pose_loss(*self.encoder(images), rot_true, origin_true, self.operators).mean()
             self._optimise(loss, train_volume=False)
             return {"step": step + 1, "stage": "pretrain", "synthetic": float(loss.detach()), "loss": float(loss.detach()),
                     "radius": radius, "rotated_won": 0.0}
@@ -226,11 +231,11 @@ class Trainer:
             pos = self.subset_pos[batch.indices]
             sel = torch.nonzero(pos >= 0).squeeze(1)
             sup = subset_pose_loss(rot_both, origin_both, sel, self.subset_rot[pos[sel]].to(self.device),
-                                   self.subset_origin[pos[sel]].to(self.device), symmetric)
+                                   self.subset_origin[pos[sel]].to(self.device), symmetric, self.operators)
             sup_loss = sup.mean() if len(sel) else sup.sum()  # a torchrun share may hold no subset image
             if cfg.synthetic_batch:
                 images, rot_true, origin_true = self.synthetic_batch(step, cfg.synthetic_batch)
-                syn = pose_loss(*self.encoder(images), rot_true, origin_true).mean()
+                syn = pose_loss(*self.encoder(images), rot_true, origin_true, self.operators).mean()
                 sup_loss = sup_loss + syn
                 record["synthetic"] = float(syn.detach())
             loss = loss + w_sup * sup_loss * float(e1.detach().mean())
@@ -267,7 +272,7 @@ class Trainer:
                                     self.cfg.loss == "symmetric", device=self.device, progress=False, indices=rows,
                                     turns=1)
         true_origin = self.particles.origins_A[rows] if self.particles.origins_A is not None else None
-        return evaluate_poses(rot, self.particles.rotations[rows], origin, true_origin, self.data.apix)
+        return evaluate_poses(rot, self.particles.rotations[rows], origin, true_origin, self.data.apix, self.cfg.symmetry)
 
     def finish(self) -> dict:
         """Final map, poses and per-particle scores, written to the run directory (``train/run_finish.py``)."""
@@ -307,7 +312,7 @@ class Trainer:
         if self.monitor.load_maps and np.array_equal(self.monitor.rows, self.subset):
             start = (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * self.data.apix)
         result = self.monitor.check(self.encoder, self.volume, self.data, self.pose_settings(), start,
-                                    self.particles.rotations)
+                                    self.particles.rotations, self.cfg.symmetry)
         if result.loaded and np.array_equal(self.monitor.rows, self.subset):
             self.subset_rot = torch.from_numpy(result.poses[0]).float()
             self.subset_origin = torch.from_numpy(result.poses[1] / self.data.apix).float()

@@ -33,6 +33,9 @@ is about 0.1. Poses are scored with the image model's residual in its factorised
 (``physics.image_model.squared_residuals``) and the map is the adjoint's reconstruction
 (``physics.backprojection``): nothing of the forward model is written here.
 
+Point group (``symmetry`` not C1): every map from sums symmetrised over the group (so symmetric in
+RELION's orientation), grids of the poses viewing its asymmetric unit only, poses returned folded into it.
+
 ``warm_start(spectra, ctf_values, box, WarmStartConfig(...))`` runs it; ``WarmStart`` holds the
 state (the subset, the current poses, the back-projected sums and the map) and has one method per
 stage, in the order they run.
@@ -50,7 +53,8 @@ import torch
 
 from cryoai.geometry.grids import half_plane_disc, ifft3_centered, radius_grid_3d
 from cryoai.geometry.rotations import euler_to_matrix
-from cryoai.physics.backprojection import backproject, reconstruct_in_box
+from cryoai.geometry.symmetry import in_asymmetric_unit, point_group, to_asymmetric_unit
+from cryoai.physics.backprojection import backproject, reconstruct_in_box, symmetrise_sums
 from cryoai.physics.image_model import factored_residuals, image_factors, modulate, slice_factors, squared_residuals
 from cryoai.physics.shifts import origin_phase
 from cryoai.physics.slicing import SpectrumVolume, project
@@ -82,6 +86,7 @@ class WarmStartConfig:
     The map: Wiener term ``regularisation`` relative to each shell, confined to a sphere of
     ``mask_radius_px`` (default: the particle radius estimated from the random-pose
     reconstruction + ``mask_margin_px``, within [0.2 b, 0.5 b]). ``seed`` seeds every draw.
+    ``symmetry``: the particle's point group (RELION's symbol; module docstring).
     """
 
     radius_start_px: float = 3.0
@@ -107,11 +112,12 @@ class WarmStartConfig:
     local_shift_px: float = 0.25
     fit_fraction: float = 0.8
     deadline: float | None = None  # time.time() by which to end (a time limit): see ``warm_start``
+    symmetry: str = "C1"
 
 
 @dataclass
 class WarmStartResult:
-    rotations: torch.Tensor  # (M, 3, 3) best pose per subset image
+    rotations: torch.Tensor  # (M, 3, 3) best pose per subset image (in the group's asymmetric unit)
     origins_px: torch.Tensor  # (M, 2) best origin, in pixels of the warm-start box
     spectrum: torch.Tensor  # (2b, 2b, 2b) complex volume spectrum (oversampled warm-start box)
     history: list[dict]  # per SGD epoch and per refinement iteration: radius, noise variance, …
@@ -178,7 +184,10 @@ def warm_start(spectra: torch.Tensor, ctf_values: torch.Tensor, box: int,
     state.estimate_support()
     state.stochastic_em()
     state.refine()
-    return WarmStartResult(state.rotations, state.origins, state.spectrum, state.history)
+    rotations = state.rotations
+    if state.operators is not None:
+        rotations = torch.from_numpy(to_asymmetric_unit(rotations.double().numpy(), state.cfg.symmetry)).float()
+    return WarmStartResult(rotations, state.origins, state.spectrum, state.history)
 
 
 class WarmStart:
@@ -208,11 +217,12 @@ class WarmStart:
         self.rotations = torch.empty(m, 3, 3)  # current best pose of each image
         self.origins = torch.zeros(m, 2)  # px
         self.numerator = self.denominator = self.spectrum = None
+        self.operators = None if cfg.symmetry.strip().upper() == "C1" else torch.from_numpy(point_group(cfg.symmetry)).float()
         self.history: list[dict] = []
 
     # ---- the map ------------------------------------------------------------------------------
     def rotation_grid_for(self, radius: float) -> torch.Tensor:
-        """Coarser rotation grids at small radius, where finer sampling resolves nothing."""
+        """Coarser rotation grids at small radius, where finer sampling resolves nothing; under a group, its unit only."""
         cfg, box = self.cfg, self.box
         if radius <= 0.28 * box:
             key = (max(cfg.n_directions // 4, 1), max(cfg.n_psi // 2, 1))
@@ -221,7 +231,8 @@ class WarmStart:
         else:
             key = (cfg.n_directions, cfg.n_psi)
         if key not in self.grids:
-            self.grids[key] = rotation_grid(*key)
+            grid = rotation_grid(*key)
+            self.grids[key] = grid if self.operators is None else grid[in_asymmetric_unit(grid.numpy(), cfg.symmetry)]
         return self.grids[key]
 
     def backproject(self, x: torch.Tensor, c: torch.Tensor, rotations: torch.Tensor, origins: torch.Tensor,
@@ -232,8 +243,11 @@ class WarmStart:
                            c.repeat_interleave(k, 0), origins.reshape(-1, 2), weights.flatten(), oversample=OVERSAMPLE)
 
     def reconstruct(self) -> torch.Tensor:
-        """The map from the current sums: per-shell Wiener, within the spherical support."""
-        return reconstruct_in_box(self.numerator, self.denominator, self.box, self.cfg.regularisation,
+        """The map from the current sums (symmetrised): per-shell Wiener, within the spherical support."""
+        numerator, denominator = self.numerator, self.denominator
+        if self.operators is not None:
+            numerator, denominator = symmetrise_sums(numerator, denominator, self.operators)
+        return reconstruct_in_box(numerator, denominator, self.box, self.cfg.regularisation,
                                   per_shell=True, support_fraction=self.support_fraction)
 
     # ---- stage 1: the support -----------------------------------------------------------------
