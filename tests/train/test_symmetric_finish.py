@@ -41,10 +41,18 @@ def c4_set(tmp_path_factory):
     return out
 
 
-def test_train_under_c4_keeps_relion_frame_and_writes_a_symmetric_map(c4_set, tmp_path, one_thread):
+def test_train_under_c4_keeps_relion_frame_and_writes_a_symmetric_map(c4_set, tmp_path, one_thread, monkeypatch):
     """Trained under the group, the map is C4 about z already: the finish uses that frame (no
-    axis search, R = I), the map written is symmetric, the warm start's poses are in the unit."""
+    axis search, R = I), the map written is symmetric, the warm start's poses are in the unit,
+    and the final check measures pose stability modulo the group (an encoder pose equivalent
+    under C4 to the refined one is stable, not 90° off)."""
+    import cryoai.train.run_finish as run_finish
+
+    groups = []
+    real = run_finish.final_check
+    monkeypatch.setattr(run_finish, "final_check", lambda *a, **k: groups.append(k.get("symmetry")) or real(*a, **k))
     train_tiny(c4_set / "particles.star", tmp_path / "run", symmetry="C4")
+    assert groups == ["C4"]
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "about RELION's axes (the training frame): no axis search" in log
     vol, _ = read_map(tmp_path / "run" / "volume.mrc")

@@ -68,7 +68,8 @@ def finish_run(trainer: Trainer) -> dict:
 
         training_frame = consensus[0]
         consensus, turned, R = symmetric_finish(trainer.encoder, trainer.volume, data, consensus,
-                                                trainer.pose_settings(), cfg.symmetry, log=run.log, rows=kept)
+                                                trainer.pose_settings(), cfg.symmetry, log=run.log, rows=kept,
+                                                search=None if cfg.warm_start else True)  # no warm start: any frame
         rot, origin = consensus  # with --classes too: the STAR's poses are then those of the symmetric map
         run.log(f"symmetry {cfg.symmetry}: map and poses turned by R = {np.round(R, 5).tolist()} (poses A·Rᵀ)")
     if main:
@@ -82,7 +83,7 @@ def finish_run(trainer: Trainer) -> dict:
     run.log(f"wrote {run.path / 'volume.mrc'} ({cfg.train_box} px, {data.apix:.3f} Å/px) "
             f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
     final_check(trainer.encoder, trainer.volume, data, consensus, trainer.pose_settings(), run, cfg.seed,
-                training_frame, rows=kept)
+                training_frame, rows=kept, symmetry=cfg.symmetry)
     return {"rotations": rot, "origins_A": origin}
 
 
