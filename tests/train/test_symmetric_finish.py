@@ -42,8 +42,9 @@ def c4_set(tmp_path_factory):
 
 
 def test_train_under_c4_keeps_relion_frame_and_writes_a_symmetric_map(c4_set, tmp_path, one_thread, monkeypatch):
-    """Trained under the group, the map is C4 about z already: the finish uses that frame (no
-    axis search, R = I), the map written is symmetric, the warm start's poses are in the unit,
+    """Trained under the group, the map is C4 about z already: the finish's rounds reconstruct
+    under C4 and the symmetric finish keeps that frame (no axis search, R = I, no extra round),
+    the map written is symmetric, the warm start's poses are in the unit,
     and the final check measures pose stability modulo the group (an encoder pose equivalent
     under C4 to the refined one is stable, not 90° off)."""
     import cryoai.train.run_finish as run_finish
@@ -55,8 +56,12 @@ def test_train_under_c4_keeps_relion_frame_and_writes_a_symmetric_map(c4_set, tm
     assert groups == ["C4"]
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "about RELION's axes (the training frame): no axis search" in log
+    assert "the finish's maps were symmetrised in this frame already" in log  # no extra symmetric round
+    assert "symmetric refinement" not in log
     vol, _ = read_map(tmp_path / "run" / "volume.mrc")
     assert symmetry_score(vol, "C4") > 0.95
+    first_round, _ = read_map(tmp_path / "run" / "volumes" / "final_round_1.mrc")  # the finish's rounds: under C4
+    assert symmetry_score(first_round, "C4") > 0.95
     rot = starfile.read(tmp_path / "run" / "particles.star")["particles"]["rlnAngleRot"].to_numpy()
     assert (np.mod(rot, 360) < 90 + 1e-3).all()
 

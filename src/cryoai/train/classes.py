@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -51,7 +51,9 @@ def classify(volume, data: TrainingData, rows: np.ndarray, poses: Poses, k: int,
              log: Callable[[str], None] = lambda line: None) -> Classes:
     """K classes of the particles ``rows`` (module docstring), starting from their ``poses`` in
     the map ``volume`` holds; a search at ``box`` (Fourier-cropped), ``rounds`` rounds; the ab
-    initio seeds from at most ``warm_subset`` particles each."""
+    initio seeds from at most ``warm_subset`` particles each. Every class map is C1: each class
+    but the first lies in its own ab initio frame."""
+    how = replace(how, symmetry="C1")
     rows = np.asarray(rows)
     box = min(box, data.train_box)
     to_px = 1.0 / (data.apix * data.train_box / box)  # Å → pixels of the small box

@@ -27,11 +27,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from cryoai.data.training_data import TrainingData
-from cryoai.geometry.symmetry import point_group
 from cryoai.train import distributed as dist
 from cryoai.train.finish import PoseSettings, Poses, final_subset, load_reconstruction, predict
 from cryoai.train.half_maps import half_maps
-from cryoai.train.symmetric_finish import load_symmetrised_reconstruction
 from cryoai.train.time_limit import FinishCosts, check_fits
 
 
@@ -100,7 +98,7 @@ class Monitor:
         """One check (module docstring): poses, half-set resolution, and the volume replaced by the
         subset's reconstruction if that is better than the map loaded before; with every
         particle's ``true_rotations`` (simulated or published), the poses' errors too. With a
-        point group ``symmetry``, the map loaded is symmetrised (module docstring).
+        point group ``symmetry``, the errors are modulo it (the map loaded is symmetrised by ``how.symmetry``).
 
         ``start``: the subset's best poses so far (the warm start's, then those of the last map
         loaded), refined again against the volume instead of the encoder's: early in training
@@ -114,10 +112,7 @@ class Monitor:
         self.history.append(float(halves.resolution_px))
         loaded = bool(self.load_maps and halves.resolution_px < self.loaded_px - self.tolerance_px)
         if loaded:
-            if symmetry.strip().upper() != "C1":
-                load_symmetrised_reconstruction(volume, data, self.rows, (rot, origin), point_group(symmetry), how)
-            else:
-                load_reconstruction(volume, data, self.rows, (rot, origin), how)
+            load_reconstruction(volume, data, self.rows, (rot, origin), how)
             self.loaded_px = float(halves.resolution_px)
         self.seconds = dist.from_main(time.time() - t0)  # under torchrun, rank 0's clock decides for all
         errors = None

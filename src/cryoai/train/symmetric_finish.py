@@ -8,7 +8,8 @@ F = I; None decides by the map: F = I when it scores at least STANDARD_SCORE abo
 axes (a map in another frame scored ≤ 0.71 for C3 … D3 phantoms, but up to 0.89 for C2), else
 the searched axes if they score better. Then ``rounds`` × (reconstruct from all particles with
 the sums symmetrised over F·S·Fᵀ, refine every pose locally against that map), and a last
-symmetrised reconstruction. The model keeps its frame (the encoder learnt it, and ``cryoai
+symmetrised reconstruction; none of that when F = I and the finish before it already
+symmetrised its maps in that frame (``PoseSettings.symmetry``, a run with a warm start). The model keeps its frame (the encoder learnt it, and ``cryoai
 predict`` uses both); what is written is turned onto RELION's orientation: the map V(F·u) and
 the poses A·F, each reduced to RELION's asymmetric unit.
 """
@@ -70,11 +71,15 @@ def symmetric_finish(encoder, volume, data: TrainingData, poses: Poses, how: Pos
     rows = np.arange(len(data.particles)) if rows is None else np.asarray(rows)
     frame = symmetry_frame(volume_to_map(volume, box).cpu().numpy(), symbol, log, search)
     operators = frame @ point_group(symbol) @ frame.T
-    for k in range(1, rounds + 1):
+    if np.array_equal(frame, np.eye(3)) and how.symmetry.strip().upper() == symbol.strip().upper():
+        log(f"symmetry {symbol}: the finish's maps were symmetrised in this frame already; poses folded into "
+            "the asymmetric unit")
+    else:
+        for k in range(1, rounds + 1):
+            load_symmetrised_reconstruction(volume, data, rows, (poses[0][rows], poses[1][rows]), operators, how)
+            poses = predict(encoder, volume, data, None, how, start=poses)
+            log(f"symmetric refinement {k}/{rounds}: reconstructed under {symbol}, poses refined")
         load_symmetrised_reconstruction(volume, data, rows, (poses[0][rows], poses[1][rows]), operators, how)
-        poses = predict(encoder, volume, data, None, how, start=poses)
-        log(f"symmetric refinement {k}/{rounds}: reconstructed under {symbol}, poses refined")
-    load_symmetrised_reconstruction(volume, data, rows, (poses[0][rows], poses[1][rows]), operators, how)
     turned = rotate_to_standard(volume_to_map(volume, box).cpu().numpy(), frame)
     rotations = to_asymmetric_unit(poses[0] @ frame, symbol)
     return (rotations, poses[1]), turned, frame.T

@@ -283,7 +283,11 @@ class Trainer:
         save_checkpoint(self.run.path / "checkpoints" / "last.pt", self._state())
 
     def pose_settings(self) -> PoseSettings:
-        return PoseSettings(self.radius(), self.cfg.loss == "symmetric", self.device, self.cfg.workers, self.progress)
+        """How poses are predicted; the maps are symmetrised under --symmetry when the warm start put
+        them in RELION's orientation (without one the frame is arbitrary: the symmetric finish finds it)."""
+        cfg = self.cfg
+        return PoseSettings(self.radius(), cfg.loss == "symmetric", self.device, cfg.workers, self.progress,
+                            symmetry=cfg.symmetry if cfg.warm_start else "C1")
 
     def seconds_left(self) -> float | None:
         """Seconds left of the ``max_minutes`` limit (None without one), END_SECONDS kept for the outputs."""
