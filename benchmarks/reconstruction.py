@@ -6,7 +6,7 @@ shifts σ=5 Å, N images, SNR),
 training: FSC=0.5 vs the truth after alignment (`cryoai fsc --align`), and the pose errors
 logged in metrics.jsonl; finally `cryoai evaluate` on all predicted poses. Prints a table.
 
-Usage: python benchmarks/reconstruction.py [--structures 4ake,3j9g] [--n 10000] [--snr inf]
+Usage: python benchmarks/reconstruction.py [--structures 4ake,3j9g] (also 8zpm, apoferritin (O), 3j9g-d6, phantom) [--n 10000] [--snr inf]
        [--minutes 30] [--out bench_out] [--loss symmetric] [--seed 0]
 Run it alone on the machine: timings mean nothing with other jobs beside it.
 """
@@ -30,7 +30,20 @@ STRUCTURES = {
     "3j9g": (["--map", str(DATA / "3j9g_potential_ps4_4.mrc")], 6.0, "C6"),
     "8zpm": (["--model", str(DATA / "8zpm.cif")], 2.5, "C1"),
     "phantom": ([], 2.5, "C1"),
+    # apoferritin's Cα model is O in RELION's orientation (its map scores 1.000 about the standard axes)
+    "apoferritin": (["--model", str(DATA / "apoferritin_ca_apo_sym.pdb")], 2.5, "O"),
+    # a dihedral particle: 3J9G's map averaged over D6 (its ring and the ring turned over about x)
+    "3j9g-d6": (["--map", "{out}/3j9g_d6.mrc"], 6.0, "D6"),
 }
+
+
+def make_d6_map(out: Path) -> None:
+    """``{out}/3j9g_d6.mrc``: 3J9G's map (C6 about z) symmetrised over D6, its voxel size kept."""
+    from cryoai.eval.map_symmetry import symmetrise_map
+    from cryoai.io.mrc import read_map, write_map
+
+    vol, apix = read_map(DATA / "3j9g_potential_ps4_4.mrc")
+    write_map(out / "3j9g_d6.mrc", symmetrise_map(vol, "D6"), apix)
 
 
 def cryoai(*args: str, capture: bool = False) -> str:
@@ -61,6 +74,9 @@ def main() -> None:
         data, run = base / "data", base / f"run_{args.loss}_s{args.seed}"
         if not (data / "particles.star").is_file():
             source, apix, _ = STRUCTURES[name]
+            if name == "3j9g-d6":
+                make_d6_map(Path(args.out))
+            source = [a.replace("{out}", str(args.out)) for a in source]
             cryoai("simulate", *source, "--n", str(args.n), "--box", "64", "--apix", str(apix),
                    "--snr", args.snr, "--shift-std-A", "5", "--seed", str(args.seed), "-o", str(data))
         t0 = time.time()

@@ -94,6 +94,7 @@ def test_the_finish_runs_more_rounds_than_planned_when_the_passes_are_faster(tin
     seconds = 0.5 * (plan_finish(inflated, 60, 60, 1, 1e9).seconds + plan_finish(inflated, 60, 60, 2, 1e9).seconds)
     assert plan_finish(inflated, 60, 60, 4, seconds).rounds == 1  # what the inflated probe plans
     monkeypatch.setattr(finish, "measure_costs", lambda *a, **k: replace(inflated))
+    monkeypatch.setattr(finish, "CONVERGED_MOVED", -1.0)  # the rounds never stop for converged poses here
     rounds, lines = [], []
     deadline = time.time() + seconds
     final_map_and_poses(encoder, volume, tiny_data, how, subset_size=60, rounds=4, seed=0,
@@ -101,3 +102,36 @@ def test_the_finish_runs_more_rounds_than_planned_when_the_passes_are_faster(tin
     assert "1 of 4 refinement rounds" in lines[0] and "more run if" in lines[0]
     assert rounds == [1, 2, 3, 4], lines
     assert time.time() <= deadline + 0.5
+
+
+def test_the_rounds_stop_once_the_poses_stop_moving(tiny_data, monkeypatch):
+    """A round that moves no pose (refinement and re-search return what they were given) ends
+    the rounds: 1 of 4 run, logged with the share moved; the final map is still made."""
+    from cryoai.train import finish
+
+    real_predict = finish.predict
+    monkeypatch.setattr(finish, "predict", lambda encoder, volume, data, rows, how, start=None, refine=True:
+                        start if start is not None else real_predict(encoder, volume, data, rows, how, refine=refine))
+    monkeypatch.setattr(finish, "research_poses", lambda volume, data, rows, poses, *a, **k: poses)
+    encoder, volume = build_models(tiny_config(), "cpu")
+    rounds, lines = [], []
+    final_map_and_poses(encoder, volume, tiny_data, PoseSettings(radius=8.0, symmetric=True), subset_size=60,
+                        rounds=4, seed=0, after_round=rounds.append, log=lines.append)
+    assert rounds == [1]
+    assert "0.0% of them moved > 5°" in lines[0] and "converged after 1 of 4" in lines[1], lines
+
+
+def test_refinement_from_given_poses_uses_one_start(monkeypatch):
+    """The in-plane starts (``how.turns``) are for the encoder's poses; refining given poses
+    (a round's) starts from them alone."""
+    from types import SimpleNamespace
+
+    from cryoai.train import finish
+
+    turns = []
+    monkeypatch.setattr(finish, "predict_poses_sharded", lambda *a, **k: turns.append(k["turns"]))
+    how = PoseSettings(radius=8.0, symmetric=True, turns=4)
+    data = SimpleNamespace(train_box=16)
+    finish.predict(None, None, data, None, how)
+    finish.predict(None, None, data, None, how, start=(np.eye(3)[None], np.zeros((1, 2))))
+    assert turns == [4, 1]

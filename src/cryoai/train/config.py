@@ -55,7 +55,9 @@ class TrainConfig:
     # refined, the half-set resolution from them, and their reconstruction loaded into the volume
     # when it beats the one loaded before; without a warm start, this many random particles (0: off)
     monitor_subset: int = 1500
-    final_iterations: int = 4  # after training: reconstruct from the poses, refine them, repeat …
+    # after training: reconstruct from the poses, refine them, repeat, at most final_iterations times (fewer
+    # when the poses stop moving: train/finish.py) …
+    final_iterations: int = 8
     final_subset: int = 20000  # … on this many particles; then one pass over all of them
     # junk (train/scores.py, train/classes.py)
     keep: str = "auto"  # the final map from: "all", "auto" (a threshold on the fit scores) or the best FRACTION
