@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cryoai.train.time_limit import (MIN_FINISH_SUBSET, MIN_WARM_IMAGES, SAFETY, WARM_PER_IMAGE_S, WARM_SHARE,
-                                     FinishCosts, finish_reserve, finish_seconds, mandatory_seconds, plan_finish,
+                                     FINISH_SHARE, FinishCosts, finish_reserve, finish_seconds, mandatory_seconds, plan_finish,
                                      rounds_that_fit, warm_start_images)
 
 COSTS = FinishCosts(predict_s=0.01, encode_s=0.003, refine_s=0.008, reconstruct_s=0.002)  # a round: 0.01 s per image
@@ -64,9 +64,10 @@ def test_rounds_that_fit_during_the_finish():
     assert rounds_that_fit(COSTS, 5000, 10000, 5000, 10.0) == 0
 
 
-def test_the_training_leaves_the_finish_its_mandatory_passes_and_rounds_in_half_the_rest():
-    reserve = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 2 * 125.0)  # half the rest: 125 s
-    assert reserve.rounds == 2 and reserve.seconds == pytest.approx(MANDATORY + 125.0)
+def test_the_training_leaves_the_finish_its_mandatory_passes_and_rounds_in_its_share_of_the_rest():
+    assert FINISH_SHARE == 0.7
+    reserve = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 270.0)  # 0.7 of it: 189 s, 3 rounds of 62.5
+    assert reserve.rounds == 3 and reserve.seconds == pytest.approx(MANDATORY + 3 * 62.5)
     assert finish_reserve(COSTS, 10000, 5000, 4, seconds_left=3600.0).rounds == 4
     short = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=180.0)  # refined poses for all do not fit
     unrefined = 1.25 * 10000 * (0.003 + 0.002 + AFTER)  # 141.25 s, the training gets half of the rest
