@@ -90,3 +90,10 @@ def test_overall_warns_when_any_check_warns_and_info_never_does():
     info = dg.score_separation(np.arange(10.0))
     assert dg.overall([ok, info]) == dg.PASS
     assert dg.overall([ok, info, dg.half_map_resolution(30.0, 64)]) == dg.WARN
+
+
+def test_symmetry_axes_warns_below_the_threshold():
+    """The failed apoferritin run's C1 map scored 0.53 about its O axes: a warning; 3J9G's 0.94 passes."""
+    bad, good = dg.symmetry_axes(0.53, "O"), dg.symmetry_axes(0.94, "C6")
+    assert bad.verdict == dg.WARN and "O" in bad.explanation and bad.threshold == dg.MIN_AXES_SCORE
+    assert good.verdict == dg.PASS and dg.symmetry_axes(dg.MIN_AXES_SCORE, "D6").verdict == dg.PASS

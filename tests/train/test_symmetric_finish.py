@@ -58,6 +58,7 @@ def test_train_under_c4_keeps_relion_frame_and_writes_a_symmetric_map(c4_set, tm
     assert "about RELION's axes (the training frame): no axis search" in log
     assert "the finish's maps were symmetrised in this frame already" in log  # no extra symmetric round
     assert "symmetric refinement" not in log
+    assert "check symmetry axes: pass" in log  # the warm start's C1 map about the axes found, in the verdict
     vol, _ = read_map(tmp_path / "run" / "volume.mrc")
     assert symmetry_score(vol, "C4") > 0.95
     first_round, _ = read_map(tmp_path / "run" / "volumes" / "final_round_1.mrc")  # the finish's rounds: under C4

@@ -108,6 +108,7 @@ def test_warm_start_under_a_point_group_searches_its_unit_and_makes_a_symmetric_
     state.align_to_group()
     assert abs(len(state.rotation_grid_for(box)) / full - 0.25) < 0.02
     result = warm_start(spectra, torch.ones(m, box, box), box, cfg, log=lambda *_: None)
+    assert result.axes_score > 0.8  # the C1 map is C4 about the axes found
     assert in_asymmetric_unit(result.rotations.numpy(), "C4").all()
     vol = ifft3_centered(result.spectrum).numpy()
     c = vol.shape[0] // 2 - box // 2
@@ -148,3 +149,4 @@ def test_warm_start_in_c1_never_symmetrises(monkeypatch, one_thread):
                                                                               **extra), log=lambda *_: None)
             for extra in ({}, {"symmetry": "c1"})]
     assert torch.equal(runs[0].rotations, runs[1].rotations) and torch.equal(runs[0].spectrum, runs[1].spectrum)
+    assert runs[0].axes_score is None and runs[1].axes_score is None

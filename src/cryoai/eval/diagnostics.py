@@ -40,6 +40,8 @@ MAX_POSE_CHANGE_DEG = 36.0  # median encoder-to-refined angle: good 19–24° (2
 # 10k, SNR 0.1, 5.5° median error against the truth); failed 45–173°, and 40.0° (8ZPM realistic set,
 # 65° median error): a thin margin at low SNR, where this check alone can be wrong either way
 MIN_SCORE_SEPARATION = 0.8  # Otsu between-group variance fraction of the figure of merit
+MIN_AXES_SCORE = 0.8  # the warm start's C1 map about the axes found (train --symmetry): 3J9G C6 0.94 (no
+# noise) and 0.98 (SNR 0.1), its D6 average 0.90; apoferritin O 0.53 where the run failed at 29.5°
 VIEW_BINS = 100  # directions on a Fibonacci sphere, each bin ~ 410 square degrees (~ 23° across) …
 VIEWS_PER_BIN = 20  # … or fewer bins, so that a uniform set fills each with this many on average
 
@@ -147,6 +149,17 @@ def pose_stability(angles_deg: np.ndarray, max_median_deg: float = MAX_POSE_CHAN
             f"{100 * within:.0f}% within {max_median_deg:g}°)"
             + ("." if ok else ": refinement moves most poses far from the encoder's, so neither is reliable."))
     return Diagnostic("pose stability", median, max_median_deg, "deg", PASS if ok else WARN, text)
+
+
+def symmetry_axes(score: float, symbol: str, min_score: float = MIN_AXES_SCORE) -> Diagnostic:
+    """Warn when the warm start's C1 map scored below ``min_score`` about the point group's axes
+    found in it (``train --symmetry``; 1: exactly symmetric): the axes the run then imposed may
+    be wrong, and a map symmetrised about wrong axes still looks symmetric."""
+    ok = score >= min_score
+    text = (f"the warm start's C1 map scores {score:.2f} about the {symbol} axes found in it"
+            + ("." if ok else f": it does not show {symbol} clearly, so the axes imposed from then on may be wrong "
+               "(try more particles, or train in C1 and check with cryoai align-symmetry)."))
+    return Diagnostic("symmetry axes", score, min_score, "score", PASS if ok else WARN, text)
 
 
 def otsu_separation(scores: np.ndarray) -> float:

@@ -42,15 +42,16 @@ SCORE_COLUMN = "rlnLogLikeliContribution"
 
 def final_check(encoder, volume, data: TrainingData, poses: Poses, how: PoseSettings, run: RunDir,
                 seed: int, training_frame: np.ndarray | None = None, rows: np.ndarray | None = None,
-                symmetry: str = "C1") -> dict:
+                symmetry: str = "C1", axes_score: float | None = None) -> dict:
     """Half maps from the final ``poses`` (RELION matrices, origins in Å), pose stability on up
     to ``STABILITY_ROWS`` particles (the encoder's pose, unrefined, against the final one, or
     against ``training_frame``: the final rotations before a ``--symmetry`` finish turned them
     out of the encoder's frame; the angle between them modulo the point group ``symmetry``, whose
     equivalent poses the encoder may give), the checks, and the files (module docstring). ``rows``: the
     particles the map is made from (``--keep``; None: all), the only ones checked. Every torchrun
-    rank calls it (the reconstructions and predictions are shared); rank 0 writes. Returns the
-    verdict record."""
+    rank calls it (the reconstructions and predictions are shared); rank 0 writes. ``axes_score``:
+    the warm start's C1 map about the group's axes (``diagnostics.symmetry_axes``; None: no such
+    check). Returns the verdict record."""
     rot, origin = poses
     reference = rot if training_frame is None else training_frame
     rows = np.arange(len(rot)) if rows is None else np.asarray(rows)
@@ -61,7 +62,8 @@ def final_check(encoder, volume, data: TrainingData, poses: Poses, how: PoseSett
     stability = dg.pose_stability(distance_modulo_group_deg(encoder_rot, reference[sample], symmetry))
     if not dist.is_main():
         return {}
-    return record_verdict(run, halves.maps, data.apix, reference[rows], [stability], gold=False)  # views: before any
+    checks = [stability] + ([] if axes_score is None else [dg.symmetry_axes(axes_score, symmetry)])
+    return record_verdict(run, halves.maps, data.apix, reference[rows], checks, gold=False)  # views: before any
     # reduction to a symmetry group's asymmetric unit, which would crowd them by design
 
 
@@ -116,7 +118,7 @@ def record_verdict(run: RunDir, maps: tuple[np.ndarray, np.ndarray], apix: float
         run.log(f"WARNING: {len(record['warnings'])} of {len(checks)} checks warn: the map and poses may be "
                 "unreliable (see the top of report.html)", always_print=True)
     else:
-        run.log("final check: no check warns (half-map resolution, non-spherical agreement, views, poses)")
+        run.log(f"final check: no check warns ({', '.join(c.name for c in checks if c.verdict != dg.INFO)})")
     return record
 
 

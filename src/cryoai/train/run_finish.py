@@ -83,7 +83,7 @@ def finish_run(trainer: Trainer) -> dict:
     run.log(f"wrote {run.path / 'volume.mrc'} ({cfg.train_box} px, {data.apix:.3f} Å/px) "
             f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
     final_check(trainer.encoder, trainer.volume, data, consensus, trainer.pose_settings(), run, cfg.seed,
-                training_frame, rows=kept, symmetry=cfg.symmetry)
+                training_frame, rows=kept, symmetry=cfg.symmetry, axes_score=trainer.axes_score)
     return {"rotations": rot, "origins_A": origin}
 
 

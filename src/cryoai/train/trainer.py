@@ -90,6 +90,7 @@ class Trainer:
         self.subset = np.zeros(0, dtype=np.int64)
         self.subset_rot = torch.zeros(0, 3, 3)
         self.subset_origin = torch.zeros(0, 2)
+        self.axes_score = None  # under --symmetry: the warm start's C1 map about the axes found (final check)
         self._stream, self._stream_next = None, None  # training batches read ahead (next_batch)
         if resume:
             self._restore(load_checkpoint(run.path / "checkpoints" / "last.pt", cfg))  # refuses other settings
@@ -109,7 +110,7 @@ class Trainer:
                 "encoder": self.encoder.state_dict(), "volume": self.volume.state_dict(),
                 "opt_encoder": self.opt_encoder.state_dict(), "opt_volume": self.opt_volume.state_dict(),
                 "subset": self.subset, "subset_rot": self.subset_rot, "subset_origin": self.subset_origin,
-                "warm_done": self.warm_done, "monitor": None if self.monitor is None else self.monitor.state(),
+                "warm_done": self.warm_done, "axes_score": self.axes_score, "monitor": None if self.monitor is None else self.monitor.state(),
                 "config": self.cfg.to_dict(), "apix": self.data.apix}
 
     def _restore(self, state: dict) -> None:
@@ -121,6 +122,7 @@ class Trainer:
         self.position, self.train_seconds = state.get("position", 0.0), state.get("train_seconds", 0.0)
         self.subset, self.subset_rot, self.subset_origin = state["subset"], state["subset_rot"], state["subset_origin"]
         self.warm_done = state.get("warm_done", self.step > 0)
+        self.axes_score = state.get("axes_score")
         if state.get("monitor") is not None:
             self.monitor = Monitor.from_state(state["monitor"], self.cfg.seed, self.cfg.plateau_tolerance_px)
         self.run.log(f"resumed from step {self.step}")
@@ -139,7 +141,7 @@ class Trainer:
         t0 = time.time()
         result = warm_start(spectra, ctf_values, b, WarmStartConfig(iterations=cfg.warm_iterations, seed=cfg.seed,
                                                                     deadline=deadline, symmetry=cfg.symmetry), log=self.run.log)
-        self.subset_rot = result.rotations
+        self.subset_rot, self.axes_score = result.rotations, result.axes_score
         self.subset_origin = result.origins_px * (data.train_box / b)
         self._index_subset()
         spectrum = reconstruct(data, self.subset, self.subset_rot, self.subset_origin, self.volume.oversample,

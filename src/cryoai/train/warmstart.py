@@ -126,6 +126,7 @@ class WarmStartResult:
     origins_px: torch.Tensor  # (M, 2) best origin, in pixels of the warm-start box
     spectrum: torch.Tensor  # (2b, 2b, 2b) complex volume spectrum (oversampled warm-start box)
     history: list[dict]  # per SGD epoch and per refinement iteration: radius, noise variance, …
+    axes_score: float | None = None  # under a point group: the C1 map's symmetry score about the axes found
 
 
 def rotation_grid(n_directions: int, n_psi: int) -> torch.Tensor:
@@ -193,7 +194,7 @@ def warm_start(spectra: torch.Tensor, ctf_values: torch.Tensor, box: int,
     rotations = state.rotations
     if state.operators is not None:
         rotations = torch.from_numpy(to_asymmetric_unit(rotations.double().numpy(), state.cfg.symmetry)).float()
-    return WarmStartResult(rotations, state.origins, state.spectrum, state.history)
+    return WarmStartResult(rotations, state.origins, state.spectrum, state.history, state.axes_score)
 
 
 class WarmStart:
@@ -224,6 +225,7 @@ class WarmStart:
         self.origins = torch.zeros(m, 2)  # px
         self.numerator = self.denominator = self.spectrum = None
         self.operators = None  # the point group's (K, 3, 3), from ``align_to_group`` on; None: C1
+        self.axes_score = None  # the C1 map's score about the group's axes found (``align_to_group``)
         self.history: list[dict] = []
 
     # ---- the map ------------------------------------------------------------------------------
@@ -351,7 +353,7 @@ class WarmStart:
         lo = (padded.shape[0] - self.box) // 2
         crop = padded[lo : lo + self.box, lo : lo + self.box, lo : lo + self.box]
         fit = find_symmetry_frame(crop.numpy(), symbol, precise=False)
-        frame = torch.from_numpy(fit.frame).float()
+        frame, self.axes_score = torch.from_numpy(fit.frame).float(), float(fit.score)
         self.rotations = self.rotations @ frame
         self.operators, self.grids = torch.from_numpy(point_group(symbol)).float(), {}
         self.numerator, self.denominator = backproject(self.X, self.rotations, self.freqs, self.box, self.C,
