@@ -1,8 +1,8 @@
 """After training: the final poses and map (the last stage of ``cryoai train``).
 
 On a fixed-size subset (``final_subset`` particles, all of them in a smaller set): poses from
-the encoder with local refinement, then ``rounds`` of direct reconstruction and refinement
-against it. Then every particle gets its pose from the encoder, refined against that map (the
+the encoder with local refinement, then up to ``rounds`` of direct reconstruction and
+refinement against it, until the poses stop moving (CONVERGED_MOVED). Then every particle gets its pose from the encoder, refined against that map (the
 subset keeps its own), and the final map is reconstructed from all of them (or from those the
 caller keeps: ``map_rows``, e.g. by the fit scores of ``train/scores.py``). Only the last two
 passes grow with the data set. Under a time limit the rounds and the subset are cut to what
@@ -149,9 +149,10 @@ def measure_costs(encoder, volume, data: TrainingData, how: PoseSettings, probe:
 def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds: int, how: PoseSettings,
                   after_round: Callable[[int], None] = lambda k: None,
                   log: Callable[[str], None] = lambda line: None, deadline: Deadline | None = None) -> Poses:
-    """Poses of ``rows`` from the encoder, then ``rounds`` × (reconstruct ``volume`` from them,
-    refine them against it, re-search the worst-fitting ``how.research_fraction`` of them
-    globally, ``train/research.py``); ``after_round(k)`` after round k's reconstruction (1-based).
+    """Poses of ``rows`` from the encoder, then up to ``rounds`` × (reconstruct ``volume`` from
+    them, refine them against it, re-search the worst-fitting ``how.research_fraction`` of them
+    globally, ``train/research.py``), ending early once a round moves fewer than CONVERGED_MOVED
+    of them by more than MOVED_DEG; ``after_round(k)`` after round k's reconstruction (1-based).
 
     With a ``deadline``, each pass is timed (its cost per image updates ``deadline.costs``) and a
     round starts only if it fits in the time left with the passes that must follow it: a pose
