@@ -251,7 +251,8 @@ class WarmStart:
                            c.repeat_interleave(k, 0), origins.reshape(-1, 2), weights.flatten(), oversample=OVERSAMPLE)
 
     def reconstruct(self) -> torch.Tensor:
-        """The map from the current sums (symmetrised): per-shell Wiener, within the spherical support."""
+        """The map from the current sums (symmetrised once ``align_to_group`` set a group): per-shell
+        Wiener, within the spherical support."""
         numerator, denominator = self.numerator, self.denominator
         if self.operators is not None:
             numerator, denominator = symmetrise_sums(numerator, denominator, self.operators)
