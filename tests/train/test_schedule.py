@@ -54,10 +54,9 @@ def test_a_plateau_is_no_improvement_beyond_the_tolerance_over_the_last_checks()
     assert plateaued([4.0, 3.9, 3.8, 3.7], 3, 0.5)
 
 
-def test_training_stops_on_a_plateau_once_the_encoder_has_trained_on_the_data():
+def test_training_stops_on_a_plateau_once_the_loss_radius_is_full():
     assert stop_reason(STOP, 900, 0.9, 10.0, float("inf"), PLATEAU) == CONVERGED
-    assert stop_reason(STOP, 600, STOP.freeze_volume_until + 0.05, 10.0, float("inf"), PLATEAU) == CONVERGED  # radius marching
-    assert stop_reason(STOP, 400, STOP.pretrain_until, 10.0, float("inf"), PLATEAU) is None  # on renders only so far
+    assert stop_reason(STOP, 500, 0.5, 10.0, float("inf"), PLATEAU) is None  # radius still marching
     assert "converged: half-set resolution 3.18 px" in stop_message(CONVERGED, STOP, 900, PLATEAU)
 
 

@@ -22,9 +22,9 @@ class TrainConfig:
     # (of the steps, or of the time budget under max_minutes when that runs out first).
     # Steps and time: the schedule spans `steps` or the training-time budget, whichever ends first
     # (a short limit compresses it). Training stops at the end of the schedule ("step limit"), when
-    # the time budget is spent ("time limit"), or once the encoder has trained on the data
-    # (freeze_volume_until) and the monitor's half-set resolution has not improved by more than
-    # plateau_tolerance_px over plateau_checks checks ("converged"). With train_past_steps (set by `train --max-minutes`
+    # the time budget is spent ("time limit"), or once the loss radius is full (march_until) and the
+    # monitor's half-set resolution has not improved by more than plateau_tolerance_px over
+    # plateau_checks checks ("converged"). With train_past_steps (set by `train --max-minutes`
     # without --steps/--epochs) the step count does not stop it: after the schedule, encoder and
     # volume go on training at the full radius while the resolution improves, within the limit.
     steps: int = 3500

@@ -75,17 +75,14 @@ def stop_reason(cfg: TrainConfig, step: int, position: float, train_seconds: flo
     - TIME_LIMIT: the training-time budget (``Trainer.training_budget``) is spent;
     - STEP_LIMIT: ``cfg.steps`` are done, unless ``cfg.train_past_steps`` (under a time limit)
       lets training go on in the JOINT stage at the full loss radius while it still improves;
-    - CONVERGED: the encoder has trained on the data (``freeze_volume_until``) and the monitor's
+    - CONVERGED: the loss radius has reached the box edge (``march_until``) and the monitor's
       half-set resolution ``history`` has plateaued (``plateaued`` over ``cfg.plateau_checks``).
-      Waiting for the full loss radius (``march_until``) made 10k-particle SNR 0.1 runs train
-      975 more steps with the monitor's map flat from its first check: time the finish's rounds
-      use better.
     """
     if train_seconds >= budget:
         return TIME_LIMIT
     if step >= cfg.steps and not (cfg.train_past_steps and budget < float("inf")):
         return STEP_LIMIT
-    if position >= cfg.freeze_volume_until and plateaued(history, cfg.plateau_checks, cfg.plateau_tolerance_px):
+    if position >= cfg.march_until and plateaued(history, cfg.plateau_checks, cfg.plateau_tolerance_px):
         return CONVERGED
     return None
 
