@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import starfile
-from helpers import symmetric_phantom, train_tiny
+from helpers import symmetric_phantom, tiny_config, train_tiny
 
 from cryoai.cli.main import main as cli
 from cryoai.eval.align import transform_map
@@ -77,3 +77,22 @@ def test_symmetry_frame_searches_only_off_relion_axes():
     assert "those used" in lines[-1]
     assert abs(frame[:, 2] @ turn[:, 2]) > np.cos(np.deg2rad(3.0))  # the 4-fold axis found where it was turned to
     assert np.array_equal(symmetry_frame(transform_map(vol, turn), "C4", lines.append, search=False), np.eye(3))
+
+
+def test_the_group_acts_in_training_only_with_a_warm_start(tiny_set, tmp_path):
+    """The group's operators (maps and pose losses about RELION's axes) are set only when a warm
+    start puts the map in RELION's orientation; without one the frame is arbitrary (the
+    symmetric finish then searches for the axes) and the finish's rounds stay C1."""
+    from cryoai.data.particles import load_particles
+    from cryoai.train.run_dir import RunDir
+    from cryoai.train.trainer import Trainer
+
+    for warm, expect in ((True, 3), (False, None)):
+        run = RunDir(tmp_path / f"run_{warm}", quiet=True)
+        try:
+            trainer = Trainer(load_particles(tiny_set / "particles.star"), tiny_config(symmetry="C3", warm_start=warm),
+                              run, progress=False)
+            assert (None if trainer.operators is None else len(trainer.operators)) == expect
+            assert trainer.pose_settings().symmetry == ("C3" if warm else "C1")
+        finally:
+            run.close()

@@ -75,7 +75,9 @@ class Trainer:
                 self.data.noise.write(run.path / "noise_spectrum.txt")
         torch.manual_seed(cfg.seed)
         self.encoder, self.volume = build_models(cfg, device)
-        symmetric = cfg.symmetry.strip().upper() != "C1"  # the group's (K, 3, 3) operators: maps and pose losses
+        # the group's (K, 3, 3) operators for the maps and pose losses, about RELION's axes: only where the
+        # warm start puts the map there (without one, the frame is arbitrary and the symmetric finish finds it)
+        symmetric = cfg.symmetry.strip().upper() != "C1" and cfg.warm_start
         self.operators = torch.from_numpy(point_group(cfg.symmetry)).float() if symmetric else None
         self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
         self.opt_volume = torch.optim.Adam(self.volume.parameters(), lr=cfg.volume_lr)
