@@ -3,6 +3,7 @@ Wiener-regularised direct Fourier reconstruction from it."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from cryoai.geometry.grids import fft3_centered, ifft3_centered, radius_grid_3d
@@ -155,6 +156,14 @@ def confine_to_box(spectrum: torch.Tensor, box: int, radius_fraction: float = 0.
     edge = max(1.0, 0.1 * radius)
     mask = torch.clamp((radius - dist) / edge, 0.0, 1.0)
     return fft3_centered(volume * mask).to(torch.complex64)
+
+
+def spectrum_to_map(spectrum: torch.Tensor, box: int) -> np.ndarray:
+    """The real-space (z, y, x) map of ``box`` voxels at the centre of a centred (D, D, D)
+    spectrum (one voxel of an oversampled grid is one image pixel, as in ``confine_to_box``)."""
+    real = ifft3_centered(spectrum).real
+    start = spectrum.shape[-1] // 2 - box // 2
+    return real[start : start + box, start : start + box, start : start + box].numpy().astype(np.float32)
 
 
 def reconstruct_in_box(numerator: torch.Tensor, denominator: torch.Tensor, box: int, regularisation: float,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from cryoai.geometry.symmetry import distance_modulo_group_deg, point_group
+from cryoai.geometry.symmetry import distance_modulo_group_deg, group_order, point_group
 from cryoai.physics.backprojection import backproject, reconstruct_in_box, symmetrise_sums
 from cryoai.train import distributed as dist
 from cryoai.data.training_data import TrainingData
@@ -55,8 +55,13 @@ class PoseSettings:
     symmetry: str = "C1"  # the point group the maps are symmetrised over, in RELION's orientation (train --symmetry)
 
     def operators(self) -> torch.Tensor | None:
-        """The point group's (K, 3, 3) rotations; None for C1."""
-        return None if self.symmetry.strip().upper() == "C1" else torch.from_numpy(point_group(self.symmetry)).float()
+        """``symmetry``'s rotations (``group_operators``); None for C1."""
+        return group_operators(self.symmetry)
+
+
+def group_operators(symbol: str) -> torch.Tensor | None:
+    """Point group ``symbol``'s (K, 3, 3) rotations in RELION's orientation (float32); None for C1."""
+    return None if group_order(symbol) == 1 else torch.from_numpy(point_group(symbol)).float()
 
 
 def reconstruct(data: TrainingData, rows: np.ndarray, rotations: torch.Tensor, origins_px: torch.Tensor,

@@ -16,7 +16,7 @@ import torch
 
 from cryoai.data.training_data import TrainingData
 from cryoai.eval.fsc import fsc, resolution, sphere_mask
-from cryoai.geometry.grids import ifft3_centered
+from cryoai.physics.backprojection import spectrum_to_map
 from cryoai.train.finish import reconstruct
 
 
@@ -24,13 +24,6 @@ def split_halves(n: int, seed: int) -> np.ndarray:
     """rlnRandomSubset labels (1 or 2) of ``n`` rows, balanced, random."""
     labels = np.where(np.arange(n) < (n + 1) // 2, 1, 2)
     return np.random.default_rng([seed, 12]).permutation(labels)
-
-
-def spectrum_to_map(spectrum: torch.Tensor, box: int) -> np.ndarray:
-    """The real-space (z, y, x) map of ``box`` voxels at the centre of a centred (D, D, D) spectrum."""
-    real = ifft3_centered(spectrum).real
-    start = spectrum.shape[-1] // 2 - box // 2
-    return real[start : start + box, start : start + box, start : start + box].numpy().astype(np.float32)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from cryoai.data.particle_export import write_particle_files
+from cryoai.geometry.symmetry import group_order
 from cryoai.io.mrc import write_map
 from cryoai.models.volume_map import volume_to_map
 from cryoai.train import distributed as dist
@@ -63,7 +64,7 @@ def finish_run(trainer: Trainer) -> dict:
     if cfg.classes > 1:  # each class map has its frame: the STAR gets each particle's pose in its class's map
         rot, origin = write_classes(trainer, consensus, kept, columns)
     turned, training_frame = None, None
-    if cfg.symmetry.strip().upper() != "C1":  # poses and map written in RELION's orientation
+    if group_order(cfg.symmetry) > 1:  # poses and map written in RELION's orientation
         from cryoai.train.symmetric_finish import symmetric_finish
 
         training_frame = consensus[0]

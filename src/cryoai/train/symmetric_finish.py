@@ -24,7 +24,7 @@ import torch
 from cryoai.data.training_data import TrainingData
 from cryoai.eval.map_symmetry import rotate_to_standard, symmetry_score
 from cryoai.eval.symmetry_search import find_symmetry_frame
-from cryoai.geometry.symmetry import point_group, to_asymmetric_unit
+from cryoai.geometry.symmetry import canonical_symbol, point_group, to_asymmetric_unit
 from cryoai.models.volume_map import volume_to_map
 from cryoai.train.finish import Poses, PoseSettings, predict, reconstruct
 
@@ -71,7 +71,7 @@ def symmetric_finish(encoder, volume, data: TrainingData, poses: Poses, how: Pos
     rows = np.arange(len(data.particles)) if rows is None else np.asarray(rows)
     frame = symmetry_frame(volume_to_map(volume, box).cpu().numpy(), symbol, log, search)
     operators = frame @ point_group(symbol) @ frame.T
-    if np.array_equal(frame, np.eye(3)) and how.symmetry.strip().upper() == symbol.strip().upper():
+    if np.array_equal(frame, np.eye(3)) and canonical_symbol(how.symmetry) == canonical_symbol(symbol):
         log(f"symmetry {symbol}: the finish's maps were symmetrised in this frame already; poses folded into "
             "the asymmetric unit")
     else:

@@ -25,7 +25,6 @@ from tqdm import tqdm
 from cryoai.data.noise_spectrum import noise_model
 from cryoai.data.particles import ParticleSet
 from cryoai.data.training_data import Batch, TrainingData
-from cryoai.geometry.symmetry import point_group
 from cryoai.io.mrc import write_map
 from cryoai.losses import symmetric_loss
 from cryoai.models.encoder import PoseEncoder
@@ -38,7 +37,7 @@ from cryoai.train.batches import batches
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
 from cryoai.train.decoder import encode_both, loss_frequencies
-from cryoai.train.finish import PoseSettings, measure_costs, reconstruct
+from cryoai.train.finish import PoseSettings, group_operators, measure_costs, reconstruct
 from cryoai.train.monitor import Monitor, start_monitor
 from cryoai.train.predict import predict_poses
 from cryoai.train.run_dir import RunDir
@@ -75,10 +74,11 @@ class Trainer:
                 self.data.noise.write(run.path / "noise_spectrum.txt")
         torch.manual_seed(cfg.seed)
         self.encoder, self.volume = build_models(cfg, device)
-        # the group's (K, 3, 3) operators for the maps and pose losses, about RELION's axes: only where the
-        # warm start puts the map there (without one, the frame is arbitrary and the symmetric finish finds it)
-        symmetric = cfg.symmetry.strip().upper() != "C1" and cfg.warm_start
-        self.operators = torch.from_numpy(point_group(cfg.symmetry)).float() if symmetric else None
+        # the group the training imposes about RELION's axes (its maps, pose losses and the finish's maps):
+        # only where the warm start puts the map there (without one the frame is arbitrary, C1 until the
+        # symmetric finish finds the axes); its (K, 3, 3) operators, None for C1
+        self.training_symmetry = cfg.symmetry if cfg.warm_start else "C1"
+        self.operators = group_operators(self.training_symmetry)
         self.opt_encoder = torch.optim.Adam(self.encoder.parameters(), lr=cfg.encoder_lr)
         self.opt_volume = torch.optim.Adam(self.volume.parameters(), lr=cfg.volume_lr)
         self.step = 0
@@ -287,11 +287,10 @@ class Trainer:
         save_checkpoint(self.run.path / "checkpoints" / "last.pt", self._state())
 
     def pose_settings(self) -> PoseSettings:
-        """How poses are predicted; the maps are symmetrised under --symmetry when the warm start put
-        them in RELION's orientation (without one the frame is arbitrary: the symmetric finish finds it)."""
+        """How poses are predicted; the maps symmetrised over ``training_symmetry``."""
         cfg = self.cfg
         return PoseSettings(self.radius(), cfg.loss == "symmetric", self.device, cfg.workers, self.progress,
-                            symmetry=cfg.symmetry if cfg.warm_start else "C1")
+                            symmetry=self.training_symmetry)
 
     def seconds_left(self) -> float | None:
         """Seconds left of the ``max_minutes`` limit (None without one), END_SECONDS kept for the outputs."""

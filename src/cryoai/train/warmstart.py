@@ -58,8 +58,8 @@ import torch
 from cryoai.eval.symmetry_search import find_symmetry_frame
 from cryoai.geometry.grids import half_plane_disc, ifft3_centered, radius_grid_3d
 from cryoai.geometry.rotations import euler_to_matrix
-from cryoai.geometry.symmetry import in_asymmetric_unit, point_group, to_asymmetric_unit
-from cryoai.physics.backprojection import backproject, reconstruct_in_box, symmetrise_sums
+from cryoai.geometry.symmetry import canonical_symbol, group_order, in_asymmetric_unit, point_group, to_asymmetric_unit
+from cryoai.physics.backprojection import backproject, reconstruct_in_box, spectrum_to_map, symmetrise_sums
 from cryoai.physics.image_model import factored_residuals, image_factors, modulate, slice_factors, squared_residuals
 from cryoai.physics.shifts import origin_phase
 from cryoai.physics.slicing import SpectrumVolume, project
@@ -347,13 +347,10 @@ class WarmStart:
     def align_to_group(self) -> None:
         """Under a point group (module docstring): find its frame F in the C1 map, turn every pose
         A to A·F (RELION's orientation) and rebuild the sums there, symmetrised from now on."""
-        symbol = self.cfg.symmetry.strip().upper()
-        if symbol == "C1":
+        if group_order(self.cfg.symmetry) == 1:
             return
-        padded = ifft3_centered(self.spectrum).real  # one voxel per image pixel, the particle in the centre
-        lo = (padded.shape[0] - self.box) // 2
-        crop = padded[lo : lo + self.box, lo : lo + self.box, lo : lo + self.box]
-        fit = find_symmetry_frame(crop.numpy(), symbol, precise=False)
+        symbol = canonical_symbol(self.cfg.symmetry)
+        fit = find_symmetry_frame(spectrum_to_map(self.spectrum, self.box), symbol, precise=False)
         frame, self.axes_score = torch.from_numpy(fit.frame).float(), float(fit.score)
         self.rotations = self.rotations @ frame
         self.operators, self.grids = torch.from_numpy(point_group(symbol)).float(), {}
