@@ -1,6 +1,6 @@
 """Global re-search (train/research.py): planted outliers, poses replaced by random ones for a
-tenth of a small set with a known map, are found by their misfit and put back within a few
-degrees; the poses that were right stay right."""
+tenth of a small set with a known map, are found by how little of their projection their
+images hold and put back within a few degrees; the poses that were right stay right."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from cryoai.physics.image_model import render_spectra
 from cryoai.physics.slicing import fourier_map
 from cryoai.simulate import Microscope, draw_ctf, simulate
 from cryoai.train.finish import reconstruct
-from cryoai.train.research import N_DIRECTIONS, N_PSI, research, research_poses
+from cryoai.train.research import N_DIRECTIONS, N_PSI, projection_scale, research, research_poses
 from cryoai.train.warmstart import rotation_grid
 from test_refine import blobs, degrees
 
@@ -47,7 +47,7 @@ def test_planted_outliers_are_re_searched(one_thread):
 
 def test_research_poses_finds_the_worst_fitting(tmp_path, one_thread):
     """A simulated set (box 32, SNR 10) with a tenth of its poses random: against the map
-    reconstructed from the true poses, re-searching the worst 15 % by misfit puts the planted
+    reconstructed from the true poses, re-searching the worst 15 % puts the planted
     ones back within 5° (but for at most one) and moves none of the others more than 2°."""
     n = 40
     simulate(blobs(BOX), APIX, n, tmp_path, snr=10.0, shift_std_A=3.0, seed=2, progress=False)
@@ -66,3 +66,40 @@ def test_research_poses_finds_the_worst_fitting(tmp_path, one_thread):
     assert (errors[planted] < 5).sum() >= len(planted) - 1, errors[planted]
     others = np.setdiff1d(rows, planted)
     assert errors[others].max() < 2, np.sort(errors[others])[-5:]
+
+
+def auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """P(a positive scores higher than a negative) (Mann–Whitney, by hand)."""
+    pos, neg = score[positive], score[~positive]
+    return float((pos[:, None] > neg[None]).mean())
+
+
+def test_the_projection_scale_ranks_far_off_poses_first(one_thread):
+    """200 noisy images (SNR 0.1 at the mean noise level, which differs ×8 between images, as ice
+    thickness makes it), a fifth of them at random poses: the projection's scale is the
+    least-squares one (numpy's lstsq of x ≈ s·m over the real and imaginary parts), 1 on average
+    at the true pose, and ranks the far-off poses (> 30°) as the worst fitting (ROC AUC > 0.95)."""
+    rng = np.random.default_rng(5)
+    n, far = 200, 40
+    volume = fourier_map(torch.from_numpy(blobs(BOX)))
+    freqs = freq_grid_2d(BOX).reshape(-1, 2)[half_plane_disc(BOX, BOX / 2)]
+    rotations = torch.from_numpy(random_rotations(n, rng)).float()
+    origins = torch.from_numpy(rng.uniform(-1.0, 1.0, (n, 2))).float()
+    with torch.no_grad():
+        clean = render_spectra(volume, rotations, freqs, None, origins)
+    sigma = torch.from_numpy(rng.uniform(0.5, 4.0, n)).float()[:, None] * (clean.abs().pow(2).mean() / 0.1 / 4).sqrt()
+    target = clean + torch.complex(torch.randn_like(clean.real), torch.randn_like(clean.real)) * sigma / 2**0.5
+    poses = rotations.clone()
+    poses[:far] = torch.from_numpy(random_rotations(far, rng)).float()
+    positive = degrees(poses, rotations).numpy() > 30
+    assert positive.sum() >= far - 2
+    with torch.no_grad():
+        scale = projection_scale(volume, poses, origins, target, None, freqs).numpy()
+        model = render_spectra(volume, poses, freqs, None, origins).numpy()
+    x = target.numpy()
+    for i in (0, 1, far, n - 1):
+        a = np.concatenate([model[i].real, model[i].imag])[:, None]
+        lstsq = np.linalg.lstsq(a, np.concatenate([x[i].real, x[i].imag]), rcond=None)[0][0]
+        assert abs(scale[i] - lstsq) < 1e-4 * max(1.0, abs(lstsq))
+    assert abs(scale[~positive].mean() - 1) < 0.05
+    assert auc(-scale, positive) > 0.95
