@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import roma
 import torch
 
 from cryoai.data.particles import load_particles
 from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
 from cryoai.data.training_data import TrainingData
-from cryoai.train.finish import PoseSettings, final_map_and_poses, final_subset, load_reconstruction, measure_costs
+from cryoai.geometry.rotations import geodesic_distance_deg, random_rotations
+from cryoai.train.finish import (PoseSettings, better_fitting, final_map_and_poses, final_subset, load_reconstruction,
+                                 measure_costs)
 from cryoai.train.predict import refinement_radius
 from cryoai.train.trainer import build_models
 from helpers import tiny_config
@@ -28,6 +31,9 @@ def test_final_subset():
     assert np.array_equal(final_subset(50, 50, 0), np.arange(50))
     rows = final_subset(1000, 30, 0)
     assert len(rows) == 30 and np.all(np.diff(rows) > 0) and np.array_equal(rows, final_subset(1000, 30, 0))
+    warm = np.array([3, 500, 998])  # the warm-start subset's rows are all in it
+    rows = final_subset(1000, 30, 0, include=warm)
+    assert len(rows) == 30 and np.all(np.diff(rows) > 0) and set(warm) <= set(rows)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +41,31 @@ def tiny_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_finish")
     simulate(phantom_map(16, 8.0), 8.0, 60, out, snr=10.0, shift_std_A=4.0, seed=1, progress=False)
     return TrainingData(load_particles(out / "particles.star"), 16, 16)
+
+
+def test_poses_from_training_are_kept_where_they_fit_better(tiny_data):
+    """Against the map reconstructed from the true poses, every pose 30° off: the rows of a prior
+    holding their true poses take them, those whose prior is random keep their own; rows the
+    prior does not hold stay as they were."""
+    rng = np.random.default_rng(0)
+    truth = tiny_data.particles
+    _, volume = build_models(tiny_config(), "cpu")
+    how = PoseSettings(radius=8.0, symmetric=True)
+    load_reconstruction(volume, tiny_data, np.arange(60), (truth.rotations, truth.origins_A), how)
+    axes = rng.standard_normal((60, 3))
+    axes *= np.deg2rad(30) / np.linalg.norm(axes, axis=1, keepdims=True)
+    tilt = roma.rotvec_to_rotmat(torch.from_numpy(axes)).numpy()  # 30° about random axes
+    poses = (tilt @ truth.rotations, truth.origins_A.copy())
+    rows = np.arange(5, 60)  # the rows asked about; the prior also holds rows 0-4, not among them
+    prior_rows = np.arange(0, 40)
+    prior_rot = truth.rotations[prior_rows].copy()
+    prior_rot[20:] = random_rotations(20, rng)  # rows 20-39: random
+    (rot, origin), taken = better_fitting(volume, tiny_data, rows, (poses[0][rows], poses[1][rows]),
+                                          (prior_rows, (prior_rot, truth.origins_A[prior_rows])), how)
+    error = geodesic_distance_deg(rot, truth.rotations[rows])
+    assert taken == 15 and np.all(error[:15] < 1e-3)  # rows 5-19 took the truth
+    assert np.allclose(error[15:], 30, atol=1e-3)  # rows 20-59 kept their own
+    assert np.array_equal(origin, truth.origins_A[rows])
 
 
 def test_final_map_and_poses_from_explicit_models(tiny_data):

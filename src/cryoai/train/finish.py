@@ -1,15 +1,17 @@
 """After training: the final poses and map (the last stage of ``cryoai train``).
 
-On a fixed-size subset (``final_subset`` particles, all of them in a smaller set): poses from
-the encoder with local refinement, then up to ``rounds`` of direct reconstruction and
-refinement against it, until the poses stop moving (CONVERGED_MOVED). Then every particle gets its pose from the encoder, refined against that map (the
-subset keeps its own), and the final map is reconstructed from all of them (or from those the
-caller keeps: ``map_rows``, e.g. by the fit scores of ``train/scores.py``). Only the last two
-passes grow with the data set. Under a time limit the rounds and the subset are cut to what
-fits, from the measured cost of each pass (``Deadline``, ``train/time_limit.py``). Functions of
-the models and data, so that a benchmark can time
-any part (``benchmarks/million.py``); under torchrun every rank calls them and each does its
-share of every pass.
+On a fixed-size subset (``final_subset`` particles, all of them in a smaller set, the
+warm-start subset among them): poses from the encoder with local refinement, or for the
+warm-start subset the poses training refined for it where they fit better (``first_poses``),
+then up to ``rounds`` of direct reconstruction and refinement against it, until the poses stop
+moving (CONVERGED_MOVED). Then every particle gets its pose from the encoder, refined against
+that map (the subset keeps its own), and the final map is reconstructed from all of them (or
+from those the caller keeps: ``map_rows``, e.g. by the fit scores of ``train/scores.py``). Only
+the last two passes grow with the data set. Under a time limit the rounds and the subset are
+cut to what fits, from the measured cost of each pass (``Deadline``, ``train/time_limit.py``).
+Functions of the models and data, so that a benchmark can time any part
+(``benchmarks/million.py``); under torchrun every rank calls them and each does its share of
+every pass.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from cryoai.train import distributed as dist
 from cryoai.data.training_data import TrainingData
 from cryoai.train.batches import chunked_batches
 from cryoai.train.decoder import loss_frequencies
-from cryoai.train.hypotheses import TURNS
-from cryoai.train.predict import predict_poses_sharded
+from cryoai.train.hypotheses import TURNS, pose_residuals
+from cryoai.train.predict import predict_poses_sharded, refinement_radius
 from cryoai.train.research import FRACTION, research_poses
 from cryoai.train.time_limit import FinishCosts, plan_finish, rounds_that_fit
 
 Poses = tuple[np.ndarray, np.ndarray]  # RELION rotation matrices (N, 3, 3), origins (N, 2) in Å
+Prior = tuple[np.ndarray, Poses]  # rows (sorted) and the poses training holds for them (the warm-start subset's)
 # The rounds stop once fewer than CONVERGED_MOVED of the poses moved more than MOVED_DEG in one
 # (modulo the point group). On 10k particles at SNR 0.1 every round gained, less as fewer moved
 # (8ZPM: 10.5° → 7.1° → 5.9° → 5.4° → 5.1° → 4.9° median error, with 28, 13, 5, 2, 1 % moved;
@@ -110,11 +113,59 @@ def predict(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: P
                                  workers=how.workers, turns=how.turns if start is None else 1)
 
 
-def final_subset(n: int, size: int, seed: int) -> np.ndarray:
-    """The sorted rows the refinement rounds use: all ``n`` if n ≤ size, else ``size`` at random."""
+@torch.no_grad()
+def better_fitting(volume, data: TrainingData, rows: np.ndarray, poses: Poses, prior: Prior | None,
+                   how: PoseSettings, batch_size: int = 256) -> tuple[Poses, int]:
+    """``poses`` of ``rows`` (sorted), each row that ``prior`` also holds taking the prior's pose
+    where that fits ``volume`` (a trained one, known to ``how.radius``) with the smaller
+    residual; and how many did. Under torchrun each rank compares its share."""
+    if prior is None:
+        return poses, 0
+    common, at, at_prior = np.intersect1d(rows, prior[0], assume_unique=True, return_indices=True)
+    share = dist.shard_range(len(common))
+    at, at_prior = at[share], at_prior[share]
+    box, apix = data.train_box, data.apix
+    idx, freqs = loss_frequencies(box, refinement_radius(box, how.radius), how.device)
+    tensor = lambda a: torch.from_numpy(a).to(how.device, torch.float32)  # noqa: E731
+    take = np.zeros(len(at), dtype=bool)
+    for start, b in chunked_batches(data, common[share], batch_size, how.workers):
+        part, b = slice(start, start + len(b.indices)), b.to(how.device)
+        target, c = b.spectra.reshape(len(b.indices), -1)[:, idx], b.model_filter(freqs, apix)
+        own, theirs = at[part], at_prior[part]
+        err_own = pose_residuals(volume, tensor(poses[0][own]), tensor(poses[1][own] / apix), target, c, freqs)
+        err_prior = pose_residuals(volume, tensor(prior[1][0][theirs]), tensor(prior[1][1][theirs] / apix),
+                                   target, c, freqs)
+        take[part] = (err_prior < err_own).cpu().numpy()
+    take, at, at_prior = dist.gather_rows(take, at, at_prior)
+    rot, origin = np.array(poses[0], dtype=np.float64), np.array(poses[1], dtype=np.float64)
+    rot[at[take]], origin[at[take]] = prior[1][0][at_prior[take]], prior[1][1][at_prior[take]]
+    return (rot, origin), int(take.sum())
+
+
+def first_poses(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: PoseSettings,
+                prior: Prior | None = None, log: Callable[[str], None] = lambda line: None,
+                refine: bool = True) -> Poses:
+    """The finish's first poses of ``rows`` (None: all): the encoder's, refined (``predict``),
+    or for the rows ``prior`` holds, its pose where that fits better (``better_fitting``)."""
+    poses = predict(encoder, volume, data, rows, how, refine=refine)
+    poses, taken = better_fitting(volume, data, np.arange(len(data.particles)) if rows is None else rows, poses,
+                                  prior, how)
+    if prior is not None:
+        log(f"finish: {taken} of the {len(prior[0])} poses from training fit better than the encoder's and are kept")
+    return poses
+
+
+def final_subset(n: int, size: int, seed: int, include: np.ndarray | None = None) -> np.ndarray:
+    """The sorted rows the refinement rounds use: all ``n`` if n ≤ size, else ``size`` at random,
+    of which the rows ``include`` (e.g. the warm-start subset, itself random) as far as they go."""
     if n <= size:
         return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+    gen = np.random.default_rng(seed)
+    if include is None or len(include) == 0:
+        return np.sort(gen.choice(n, size, replace=False))
+    include = np.asarray(include)[: size] if len(include) > size else np.asarray(include)
+    others = np.setdiff1d(np.arange(n), include)
+    return np.sort(np.concatenate([include, gen.choice(others, size - len(include), replace=False)]))
 
 
 @dataclass
@@ -153,8 +204,9 @@ def measure_costs(encoder, volume, data: TrainingData, how: PoseSettings, probe:
 
 def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds: int, how: PoseSettings,
                   after_round: Callable[[int], None] = lambda k: None,
-                  log: Callable[[str], None] = lambda line: None, deadline: Deadline | None = None) -> Poses:
-    """Poses of ``rows`` from the encoder, then up to ``rounds`` × (reconstruct ``volume`` from
+                  log: Callable[[str], None] = lambda line: None, deadline: Deadline | None = None,
+                  prior: Prior | None = None) -> Poses:
+    """Poses of ``rows`` from the encoder (or ``prior``: ``first_poses``), then up to ``rounds`` × (reconstruct ``volume`` from
     them, refine them against it, re-search the worst-fitting ``how.research_fraction`` of them
     globally, ``train/research.py``), ending early once a round moves fewer than CONVERGED_MOVED
     of them by more than MOVED_DEG; ``after_round(k)`` after round k's reconstruction (1-based).
@@ -164,7 +216,7 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
     for every particle not in ``rows``, then the map from all of them."""
     n = len(data.particles)
     t0 = time.time()
-    poses = predict(encoder, volume, data, rows, how)
+    poses = first_poses(encoder, volume, data, rows, how, prior, log)
     if deadline is not None:
         deadline.costs.predict_s = (time.time() - t0) / len(rows)
     for k in range(1, rounds + 1):
@@ -195,10 +247,12 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
 def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, subset_size: int, rounds: int,
                         seed: int, after_round: Callable[[int], None] = lambda k: None,
                         log: Callable[[str], None] = lambda line: None, deadline: float | None = None,
-                        map_rows: Callable[[Poses], np.ndarray] | None = None) -> Poses:
+                        map_rows: Callable[[Poses], np.ndarray] | None = None, prior: Prior | None = None) -> Poses:
     """The finish (module docstring): returns every particle's pose and leaves ``volume`` holding
     the map reconstructed from them: all, or the rows ``map_rows(poses)`` chooses (called with
     ``volume`` still holding the map every pose was refined against, e.g. to score the fits).
+    The rows of ``prior`` (the poses training refined for them) join the subset, and start from
+    their prior pose where it fits better than the encoder's (``first_poses``).
 
     With a ``deadline`` (``time.time()`` seconds), the costs are measured first and the subset
     cut to what fits (``time_limit.plan_finish``); when at least one round fits, rounds then run
@@ -218,13 +272,13 @@ def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, 
         rounds = rounds if dist.from_main(float(plan.rounds)) >= 1 else 0
         refine_all = dist.from_main(float(plan.refine_all)) > 0
     if rounds == 0:  # one pass over all particles, then the map
-        rot, origin = predict(encoder, volume, data, None, how, refine=refine_all)
+        rot, origin = first_poses(encoder, volume, data, None, how, prior, log, refine=refine_all)
         rows = np.arange(n) if map_rows is None else map_rows((rot, origin))
         load_reconstruction(volume, data, rows, (rot, origin), how)
         log(f"poses for all {n} particles predicted" + (" and refined" if refine_all else " (encoder only)"))
         return rot, origin
-    subset = final_subset(n, subset_size, seed)
-    rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log, clock)
+    subset = final_subset(n, subset_size, seed, None if prior is None else prior[0])
+    rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log, clock, prior)
     if n > len(subset):
         rest = np.setdiff1d(np.arange(n), subset)  # the subset keeps its refined poses
         rot, origin = np.empty((n, 3, 3)), np.empty((n, 2))

@@ -53,7 +53,8 @@ def finish_run(trainer: Trainer) -> dict:
     left = trainer.seconds_left()
     rot, origin = final_map_and_poses(trainer.encoder, trainer.volume, data, trainer.pose_settings(),
                                       cfg.final_subset, cfg.final_iterations, cfg.seed, write_round, run.log,
-                                      None if left is None else time.time() + left, map_rows=kept_rows)
+                                      None if left is None else time.time() + left, map_rows=kept_rows,
+                                      prior=trainer.subset_prior())
     kept = np.flatnonzero(columns["rlnSelected"])
     scales = contrast_scales(trainer.volume, data, np.arange(len(rot)), torch.from_numpy(rot).float(),
                              torch.from_numpy(origin / data.apix).float(), device=trainer.device)

@@ -37,7 +37,7 @@ from cryoai.train.batches import batches
 from cryoai.train.checkpoint import Interrupted, load_checkpoint, save_checkpoint, sigint_at_step_end
 from cryoai.train.config import TrainConfig
 from cryoai.train.decoder import encode_both, loss_frequencies
-from cryoai.train.finish import PoseSettings, group_operators, measure_costs, reconstruct
+from cryoai.train.finish import PoseSettings, Prior, group_operators, measure_costs, reconstruct
 from cryoai.train.monitor import Monitor, start_monitor
 from cryoai.train.predict import predict_poses
 from cryoai.train.run_dir import RunDir
@@ -286,6 +286,13 @@ class Trainer:
         """OUT/checkpoints/last.pt: the models, optimisers, schedule position and subset poses."""
         save_checkpoint(self.run.path / "checkpoints" / "last.pt", self._state())
 
+    def subset_prior(self) -> Prior | None:
+        """The warm-start subset's rows and its poses (RELION matrices, origins in Å), the warm
+        start's or those of the last map the monitor loaded; None without a warm start."""
+        if len(self.subset) == 0:
+            return None
+        return self.subset, (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * self.data.apix)
+
     def pose_settings(self) -> PoseSettings:
         """How poses are predicted; the maps symmetrised over ``training_symmetry``."""
         cfg = self.cfg
@@ -317,7 +324,7 @@ class Trainer:
         measured cost of a pose (the machine may have slowed down)."""
         start = None  # the subset's poses so far, when the monitor watches it
         if self.monitor.load_maps and np.array_equal(self.monitor.rows, self.subset):
-            start = (self.subset_rot.double().numpy(), self.subset_origin.double().numpy() * self.data.apix)
+            start = self.subset_prior()[1]
         result = self.monitor.check(self.encoder, self.volume, self.data, self.pose_settings(), start,
                                     self.particles.rotations, self.cfg.symmetry)
         if result.loaded and np.array_equal(self.monitor.rows, self.subset):
