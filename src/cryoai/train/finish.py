@@ -206,10 +206,11 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
                   after_round: Callable[[int], None] = lambda k: None,
                   log: Callable[[str], None] = lambda line: None, deadline: Deadline | None = None,
                   prior: Prior | None = None) -> Poses:
-    """Poses of ``rows`` from the encoder (or ``prior``: ``first_poses``), then up to ``rounds`` × (reconstruct ``volume`` from
-    them, refine them against it, re-search the worst-fitting ``how.research_fraction`` of them
-    globally, ``train/research.py``), ending early once a round moves fewer than CONVERGED_MOVED
-    of them by more than MOVED_DEG; ``after_round(k)`` after round k's reconstruction (1-based).
+    """Poses of ``rows`` from the encoder (or ``prior``: ``first_poses``), then up to ``rounds`` ×
+    (reconstruct ``volume`` from them, refine them against it, re-search the worst-fitting
+    ``how.research_fraction`` of them globally, ``train/research.py``), ending early once a round
+    moves fewer than CONVERGED_MOVED of them by more than MOVED_DEG; ``after_round(k)`` after
+    round k's reconstruction (1-based).
 
     With a ``deadline``, each pass is timed (its cost per image updates ``deadline.costs``) and a
     round starts only if it fits in the time left with the passes that must follow it: a pose
