@@ -40,8 +40,10 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from cryoai.data.noise_spectrum import noise_model  # noqa: E402
 from cryoai.data.particles import load_particles  # noqa: E402
 from cryoai.eval.poses import evaluate_poses  # noqa: E402
 from cryoai.train import finish  # noqa: E402
@@ -59,6 +61,7 @@ VARIANTS = {  # name: (in-plane starts, fraction re-searched per round)
     "research": (1, 0.1),
     "turns+research": (4, 0.1),
     "research0.3": (1, 0.3),
+    "default": (finish.TURNS, finish.FRACTION),  # what `cryoai train` runs
 }
 
 
@@ -75,6 +78,9 @@ def main() -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--checkpoint", type=Path, help="the trained state (default RUN/checkpoints/last.pt)")
     p.add_argument("--variants", default="base,turns,research,turns+research")
+    p.add_argument("--prior", action="store_true",
+                   help="also run each variant starting the warm-start subset from its training poses (finish.first_poses)")
+    p.add_argument("--rounds", type=int, help="at most this many rounds (default: the config's)")
     args = p.parse_args()
     torch.set_num_threads(1)
     particles = load_particles(str(args.data / "particles.star"))
@@ -83,12 +89,17 @@ def main() -> None:
         trainer = Trainer(particles, cfg, RunDir(str(args.run), quiet=True), progress=False)
         trainer.fit(finish=False)
         return
-    print("| variant | finish (s) | median rot (deg) | within 10 deg | FSC=0.5 vs truth (px) |")
-    print("|---|---|---|---|---|")
+    print("| variant | prior | finish (s) | median rot (deg) | within 10 deg | FSC=0.5 vs truth (px) |")
+    print("|---|---|---|---|---|---|")
     state = torch.load(args.checkpoint or args.run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     cfg = config_from_dict(state["config"])  # the settings it was trained with (and the boxes it chose)
-    data = TrainingData(particles, cfg.train_box, cfg.encoder_box, seed=cfg.seed)
-    for name in args.variants.split(","):
+    data = TrainingData(particles, cfg.train_box, cfg.encoder_box, invert=cfg.invert, seed=cfg.seed)
+    if cfg.whiten:  # as the trainer does (Trainer.__init__)
+        data.noise = noise_model(data, cfg.particle_diameter_A, cfg.seed, lambda line: None)
+    subset = np.asarray(state["subset"])
+    prior = (subset, (state["subset_rot"].double().numpy(), state["subset_origin"].double().numpy() * data.apix))
+    runs = [(name, with_prior) for name in args.variants.split(",") for with_prior in ((False, True) if args.prior else (False,))]
+    for name, with_prior in runs:
         turns, research = VARIANTS[name]
         encoder, volume = build_models(cfg, "cpu")
         encoder.load_state_dict(state["encoder"])
@@ -97,13 +108,15 @@ def main() -> None:
                                   turns=turns, research_fraction=research)
         t0 = time.time()
         rot, _ = finish.final_map_and_poses(encoder, volume, data, how, cfg.final_subset,
-                                            cfg.final_iterations, cfg.seed)
+                                            args.rounds or cfg.final_iterations, cfg.seed, log=print,
+                                            prior=prior if with_prior else None)
         seconds = time.time() - t0
+        name = name + ("+prior" if with_prior else "")
         out = args.run / f"finish_{name}.mrc"
         write_map(out, volume_to_map(volume, cfg.train_box).numpy(), data.apix)
         e = evaluate_poses(rot, particles.rotations)
         res = fsc_vs_truth(out, args.data / "truth.mrc", args.run / f"fsc_{name}")
-        print(f"| {name} | {seconds:.0f} | {e['rot_median_deg']:.2f} | {e['frac_within_10deg']:.3f} | {res:.2f} |", flush=True)
+        print(f"| {name} | {with_prior} | {seconds:.0f} | {e['rot_median_deg']:.2f} | {e['frac_within_10deg']:.3f} | {res:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
