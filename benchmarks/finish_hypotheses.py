@@ -26,6 +26,18 @@ ratio): the first 3000 particles of benchmarks/reconstruction.py's L=64 sets, fr
 Since then the turns apply to the encoder's poses only: a round refines from the last round's
 poses with one start (the same 4.59° median as four on 4AKE 10k SNR 0.1, in a third of the
 time), and the rounds run until the poses stop moving, so these rows describe the older finish.
+
+Measured 2026-12-01, later (pairs at one thread each, nothing else beside them): the 10k SNR 0.05
+sets of benchmarks/reconstruction.py, trained 2975 steps (stopped on the plateau), then the
+default finish (``--variants default --prior --rounds 8``; the re-search ranks by the
+projection's scale), with and without the warm-start subset starting from its training poses:
+
+| set | prior | finish (s) | median rot (deg) | within 10 deg | FSC=0.5 vs truth (px) |
+|---|---|---|---|---|---|
+| 4AKE SNR 0.05 | no | 975 | 7.69 | 0.620 | 2.85 |
+| 4AKE SNR 0.05 | yes (3596 of 4000 kept) | 1005 | 6.72 | 0.691 | 2.78 |
+| 8ZPM SNR 0.05 | no | 956 | 11.30 | 0.459 | 3.39 |
+| 8ZPM SNR 0.05 | yes (3471 of 4000 kept) | 984 | 8.10 | 0.577 | 3.22 |
 """
 
 from __future__ import annotations
