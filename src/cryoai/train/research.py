@@ -19,7 +19,7 @@ where the image's power is the noise's, nor does the correlation Re⟨m, x⟩/(�
 ranks the views by their projection's power. Against the final maps of 10k-particle runs
 (``benchmarks/outlier_scores.py``), as the area under the ROC curve for the poses > 20° off:
 8ZPM at SNR 0.1 0.76 (residual 0.52), 4AKE 0.80 (0.66); at SNR 0.05 0.66 (0.51) and 0.76
-(0.63). The worst 10 % by the residual held 8–9 % of the far-off poses, by the scale 17–42 %.
+(0.63). The worst 10 % by the residual held 7–9 % of the far-off poses, by the scale 17–42 %.
 
 Cost per re-searched image: ``N_DIRECTIONS``·``N_PSI`` × 5 shifts scores at ~160 coefficients
 (one small matrix product; the slices are made once per batch) and ``CANDIDATES`` local
