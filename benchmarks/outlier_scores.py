@@ -36,11 +36,13 @@ from cryoai.data.noise_spectrum import noise_model  # noqa: E402
 from cryoai.data.particles import load_particles  # noqa: E402
 from cryoai.data.training_data import TrainingData  # noqa: E402
 from cryoai.eval.poses import register_rotations  # noqa: E402
+from cryoai.eval.roc import roc_auc  # noqa: E402
 from cryoai.physics.image_model import render_spectra  # noqa: E402
 from cryoai.train.batches import chunked_batches  # noqa: E402
 from cryoai.train.config import config_from_dict  # noqa: E402
 from cryoai.train.decoder import loss_frequencies  # noqa: E402
 from cryoai.train.predict import refinement_radius  # noqa: E402
+from cryoai.train.research import projection_scale  # noqa: E402
 from cryoai.train.trainer import build_models  # noqa: E402
 
 FAR_DEG = 20.0
@@ -62,22 +64,16 @@ def scores(run: str, data_dir: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
     out: dict[str, list] = {"residual": [], "correlation": [], "scale": []}
     for start, b in chunked_batches(data, np.arange(len(truth)), 256, 0):
         part = slice(start, start + len(b.indices))
-        x = b.spectra.reshape(len(b.indices), -1)[:, idx]
-        m = render_spectra(volume, torch.from_numpy(final.rotations[part]).float(), freqs, b.model_filter(freqs, data.apix),
-                           torch.from_numpy(final.origins_A[part] / data.apix).float())
+        x, c = b.spectra.reshape(len(b.indices), -1)[:, idx], b.model_filter(freqs, data.apix)
+        rot = torch.from_numpy(final.rotations[part]).float()
+        origin = torch.from_numpy(final.origins_A[part] / data.apix).float()
+        m = render_spectra(volume, rot, freqs, c, origin)
         xm, mm, xx = (x.conj() * m).real.sum(-1), m.abs().pow(2).sum(-1), x.abs().pow(2).sum(-1)
         out["residual"].append(((x - m).abs().pow(2).sum(-1) / xx).numpy())
         out["correlation"].append((-xm / (mm.sqrt() * xx.sqrt())).numpy())
-        out["scale"].append((-xm / mm).numpy())
+        out["scale"].append(-projection_scale(volume, rot, origin, x, c, freqs).numpy())  # what the re-search ranks by
     errors = register_rotations(final.rotations, truth.rotations).errors_deg
     return {k: np.concatenate(v) for k, v in out.items()}, errors
-
-
-def auc(score: np.ndarray, positive: np.ndarray) -> float:
-    """P(a positive scores higher than a negative): the Mann–Whitney statistic."""
-    ranks = np.argsort(np.argsort(score)) + 1
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def caught(score: np.ndarray, positive: np.ndarray, fraction: float) -> float:
@@ -97,7 +93,7 @@ def main() -> None:
     for run, data_dir in zip(args[::2], args[1::2]):
         s, errors = scores(run, data_dir)
         far = errors > FAR_DEG
-        cells = [f"{auc(s[n], far):.3f} / {caught(s[n], far, 0.1):.2f} / {caught(s[n], far, 0.3):.2f}" for n in names]
+        cells = [f"{roc_auc(s[n], far):.3f} / {caught(s[n], far, 0.1):.2f} / {caught(s[n], far, 0.3):.2f}" for n in names]
         print(f"| {run} | {far.mean():.3f} | " + " | ".join(cells) + " |", flush=True)
 
 
