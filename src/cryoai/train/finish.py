@@ -163,7 +163,7 @@ def final_subset(n: int, size: int, seed: int, include: np.ndarray | None = None
     gen = np.random.default_rng(seed)
     if include is None or len(include) == 0:
         return np.sort(gen.choice(n, size, replace=False))
-    include = np.asarray(include)[: size] if len(include) > size else np.asarray(include)
+    include = np.asarray(include)[:size]
     others = np.setdiff1d(np.arange(n), include)
     return np.sort(np.concatenate([include, gen.choice(others, size - len(include), replace=False)]))
 
