@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import roma
@@ -143,13 +145,41 @@ def test_the_rounds_stop_once_the_poses_stop_moving(tiny_data, monkeypatch):
     real_predict = finish.predict
     monkeypatch.setattr(finish, "predict", lambda encoder, volume, data, rows, how, start=None, refine=True:
                         start if start is not None else real_predict(encoder, volume, data, rows, how, refine=refine))
-    monkeypatch.setattr(finish, "research_poses", lambda volume, data, rows, poses, *a, **k: poses)
+    monkeypatch.setattr(finish, "research_poses", lambda volume, data, rows, poses, count, *a, **k:
+                        (poses, np.arange(min(count, len(rows)))))
     encoder, volume = build_models(tiny_config(), "cpu")
     rounds, lines = [], []
     final_map_and_poses(encoder, volume, tiny_data, PoseSettings(radius=8.0, symmetric=True), subset_size=60,
                         rounds=4, seed=0, after_round=rounds.append, log=lines.append)
     assert rounds == [1]
     assert "0.0% of them moved > 5°" in lines[0] and "converged after 1 of 4" in lines[1], lines
+
+
+def test_the_time_left_after_the_rounds_re_searches_more_of_the_worst(tiny_data, monkeypatch):
+    """Under a deadline with time to spare, once the rounds end the time left re-searches more of
+    the worst-fitting poses, not those the last round re-searched against the same map."""
+    from cryoai.train import finish
+
+    calls = []
+
+    def research(volume, data, rows, poses, count, *args, exclude=None, **kwargs):
+        calls.append((count, exclude))
+        skip = np.zeros(len(rows), dtype=bool) if exclude is None else np.isin(np.arange(len(rows)), exclude)
+        return poses, np.flatnonzero(~skip)[:count]
+
+    monkeypatch.setattr(finish, "research_poses", research)
+    encoder, volume = build_models(tiny_config(), "cpu")
+    lines = []
+    final_map_and_poses(encoder, volume, tiny_data, PoseSettings(radius=8.0, symmetric=True), subset_size=60,
+                        rounds=1, seed=0, log=lines.append, deadline=time.time() + 600)
+    assert calls[0] == (6, None)  # the round's: a tenth of 60
+    count, exclude = calls[1]
+    assert count >= 54 and np.array_equal(exclude, np.arange(6))  # all the others fit in 10 minutes
+    assert any("54 more of the worst-fitting poses re-searched" in line for line in lines), lines
+    calls.clear()
+    final_map_and_poses(encoder, volume, tiny_data, PoseSettings(radius=8.0, symmetric=True), subset_size=60,
+                        rounds=1, seed=0, log=lines.append)
+    assert len(calls) == 1  # without a time limit, the rounds alone
 
 
 def test_refinement_from_given_poses_uses_one_start(monkeypatch):

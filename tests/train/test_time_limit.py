@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from cryoai.train.time_limit import (MIN_FINISH_SUBSET, MIN_WARM_IMAGES, SAFETY, WARM_PER_IMAGE_S, WARM_SHARE,
-                                     FINISH_SHARE, FinishCosts, finish_reserve, finish_seconds, mandatory_seconds, plan_finish,
-                                     rounds_that_fit, warm_start_images)
+                                     FINISH_SHARE, FinishCosts, finish_reserve, finish_seconds, keep_reserve,
+                                     mandatory_seconds, plan_finish, research_that_fits, rounds_that_fit,
+                                     warm_start_images)
 
 COSTS = FinishCosts(predict_s=0.01, encode_s=0.003, refine_s=0.008, reconstruct_s=0.002)  # a round: 0.01 s per image
 # after the map, per particle of 10000: 3 back-projection-sized passes and 1000 encoder poses
@@ -64,6 +67,30 @@ def test_rounds_that_fit_during_the_finish():
     assert rounds_that_fit(COSTS, 5000, 10000, 5000, 10.0) == 0
 
 
+def test_the_time_no_round_fits_in_re_searches_as_many_images_as_fit():
+    """As ``test_rounds_that_fit_during_the_finish``, 40 s to spare after the passes that must
+    follow, at 0.05 s per re-searched image (SAFETY 1.25): 640 images; none while unmeasured."""
+    left = 62.5 + 25.0 + 1.25 * 10000 * AFTER
+    assert research_that_fits(replace(COSTS, research_s=0.05), 5000, 10000, left + 40.0) == 640
+    assert research_that_fits(COSTS, 5000, 10000, left + 40.0) == 0  # research_s 0: not measured yet
+    assert research_that_fits(replace(COSTS, research_s=0.05), 5000, 10000, left - 1.0) == 0
+
+
+def test_a_re_plan_during_training_keeps_the_rounds_the_first_plan_reserved():
+    """First plan: MANDATORY + 270 s left, 3 rounds of 62.5 s reserved (FINISH_SHARE of 270 s).
+    70 s of training later, ``finish_reserve`` would reserve 2 (0.7 of 200 s), handing the
+    training a round each time it re-plans; ``keep_reserve`` keeps 3, and only when they no
+    longer fit (the training ran long, the costs rose) fewer."""
+    first = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 270.0)
+    assert first.rounds == 3
+    assert finish_reserve(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 200.0).rounds == 2
+    kept = keep_reserve(COSTS, 10000, 5000, first, seconds_left=MANDATORY + 200.0)
+    assert kept.rounds == 3 and kept.seconds == pytest.approx(first.seconds)
+    assert keep_reserve(COSTS, 10000, 5000, first, seconds_left=MANDATORY + 130.0).rounds == 2
+    slower = replace(COSTS, refine_s=2 * COSTS.refine_s)  # a round: 1.25·5000·0.018 = 112.5 s
+    assert keep_reserve(slower, 10000, 5000, first, seconds_left=MANDATORY + 270.0).rounds == 2
+
+
 def test_the_training_leaves_the_finish_its_mandatory_passes_and_rounds_in_its_share_of_the_rest():
     assert FINISH_SHARE == 0.7
     reserve = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 270.0)  # 0.7 of it: 189 s, 3 rounds of 62.5
@@ -113,7 +140,8 @@ def test_a_tiny_time_limit_holds_when_the_finish_turns_out_slower_than_measured(
     assert wall <= 15.0 + 3.0, wall
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "training stopped at step" in log and "time limit" in log
-    assert "finish: stopped after" in log or "finish: 0 of 50" in log
+    # the finish ends by the limit, or sooner where its reserve outlasts the rounds (the poses converged)
+    assert any(end in log for end in ("finish: stopped after", "finish: 0 of 50", "finish: poses converged")), log[-2000:]
     records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert any(r.get("stage") == "monitor" and r["half_resolution_px"] > 0 for r in records)
     assert [r["reason"] for r in records if r.get("stage") == "stopped"] == ["time limit"]

@@ -105,16 +105,17 @@ def research(volume, rotations: torch.Tensor, origins_px: torch.Tensor, target: 
 
 @torch.no_grad()
 def research_poses(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np.ndarray, np.ndarray],
-                   fraction: float = FRACTION, device: str = "cpu", workers: int = 0,
-                   batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """``poses`` of ``rows`` (RELION matrices (N, 3, 3), origins (N, 2) Å) with the worst-fitting
-    ``fraction`` of them re-searched globally against ``volume`` (module docstring), which holds
-    a direct reconstruction (known to Nyquist). Under torchrun each rank does its share."""
+                   count: int, device: str = "cpu", workers: int = 0, batch_size: int = 256,
+                   exclude: np.ndarray | None = None) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """``poses`` of ``rows`` (RELION matrices (N, 3, 3), origins (N, 2) Å) with the ``count``
+    worst-fitting of them re-searched globally against ``volume`` (module docstring), which holds
+    a direct reconstruction (known to Nyquist), and the positions into ``rows`` re-searched
+    (sorted). Positions ``exclude`` are not (e.g. those already re-searched against this map:
+    the same search would find the same poses). Under torchrun each rank does its share."""
     box, apix = data.train_box, data.apix
     rot_all, origin_all = np.array(poses[0], dtype=np.float64), np.array(poses[1], dtype=np.float64)
-    n_worst = int(round(fraction * len(rows)))
-    if n_worst == 0:
-        return rot_all, origin_all
+    if count <= 0:
+        return (rot_all, origin_all), np.zeros(0, dtype=np.int64)
     idx, freqs = loss_frequencies(box, refinement_radius(box, box / 2), device)
     coarse = freqs.norm(dim=1) * box <= COARSE_RADIUS * box / 64
     grid = rotation_grid(N_DIRECTIONS, N_PSI).to(device)
@@ -131,7 +132,9 @@ def research_poses(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np
     everyone = np.arange(len(rows))[dist.shard_range(len(rows))]
     scores = np.concatenate([projection_scale(volume, r, o, x, c, freqs).cpu().numpy() for _, r, o, x, c in passes(everyone)])
     (scores,) = dist.gather_rows(scores)
-    worst = np.sort(np.argsort(scores, kind="stable")[:n_worst])
+    if exclude is not None:
+        scores[exclude] = np.inf
+    worst = np.sort(np.argsort(scores, kind="stable")[: min(count, len(rows) - (0 if exclude is None else len(exclude)))])
     mine = worst[dist.shard_range(len(worst))]
     new_rot, new_origin = np.empty((len(mine), 3, 3)), np.empty((len(mine), 2))
     for i, (sl, r, o, x, c) in enumerate(passes(mine)):
@@ -140,4 +143,4 @@ def research_poses(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np
         new_origin[i * batch_size : i * batch_size + len(sl)] = o.cpu().numpy() * apix
     new_rot, new_origin = dist.gather_rows(new_rot, new_origin)
     rot_all[worst], origin_all[worst] = new_rot, new_origin
-    return rot_all, origin_all
+    return (rot_all, origin_all), worst

@@ -4,12 +4,14 @@ Under a limit of T seconds a run is laid out as
 
     warm start   ``warm_start_images``: at most WARM_SHARE·T by a cost model (fewer images
                  when T is short); a checkpoint follows it
-    training     what is left after the finish's reserve (``finish_reserve``); the schedule is
-                 compressed into it and the convergence monitor's checks are paid from it
+    training     what is left after the finish's reserve (``finish_reserve``, planned once;
+                 each re-plan keeps the rounds that plan reserved, ``keep_reserve``); the schedule
+                 is compressed into it and the convergence monitor's checks are paid from it
     finish       ``plan_finish`` and ``rounds_that_fit``: from the cost per image of each pass,
                  measured as the passes run, as many refinement rounds (on as large a subset) as
-                 fit in the time left; the pass over all particles and the final reconstruction
-                 always run, so their estimate is reserved first
+                 fit in the time left, then a re-search of as many of the worst-fitting images as
+                 fit in what is left after them (``research_that_fits``); the pass over all
+                 particles and the final reconstruction always run, so their estimate is reserved first
 
 Costs are wall seconds per image (under torchrun, of the whole run: the ranks share each pass),
 multiplied by SAFETY before they are compared with the time left.
@@ -61,6 +63,7 @@ class FinishCosts:
     encode_s: float  # the encoder alone (no refinement)
     refine_s: float  # local refinement from given poses (no encoder)
     reconstruct_s: float  # back-projection, the reconstruction's fixed cost spread over the images
+    research_s: float = 0.0  # a global re-search, per re-searched image (0: not yet measured)
 
     def round_s(self) -> float:
         """One refinement round, per image of the subset: reconstruct, then refine."""
@@ -114,12 +117,28 @@ def plan_finish(costs: FinishCosts, n: int, subset: int, rounds: int, seconds_le
     return FinishPlan(subset, fit, finish_seconds(costs, n, subset, fit))
 
 
+def _still_to_run(costs: FinishCosts, n_left_to_predict: int, n: int) -> float:
+    """During the finish, the passes that must still run (SAFETY included): a pose for each of the
+    ``n_left_to_predict`` particles not yet predicted, then the map from all ``n`` and what follows it."""
+    return SAFETY * (n_left_to_predict * costs.predict_s + n * (costs.reconstruct_s + costs.after_s(n)))
+
+
 def rounds_that_fit(costs: FinishCosts, n_left_to_predict: int, n: int, subset: int, seconds_left: float) -> int:
     """During the finish: how many more rounds on ``subset`` fit in ``seconds_left``, after the
     pass over the ``n_left_to_predict`` particles not yet predicted and the map from all ``n``."""
-    mandatory = SAFETY * (n_left_to_predict * costs.predict_s + n * (costs.reconstruct_s + costs.after_s(n)))
     per_round = SAFETY * subset * costs.round_s()
-    return max(0, math.floor((seconds_left - mandatory) / per_round)) if per_round > 0 else 0
+    spare = seconds_left - _still_to_run(costs, n_left_to_predict, n)
+    return max(0, math.floor(spare / per_round)) if per_round > 0 else 0
+
+
+def research_that_fits(costs: FinishCosts, n_left_to_predict: int, n: int, seconds_left: float) -> int:
+    """During the finish, once no more rounds run: how many images a global re-search fits in
+    ``seconds_left`` after the passes that must follow (as ``rounds_that_fit``); 0 while its cost
+    is unmeasured."""
+    if costs.research_s <= 0:
+        return 0
+    spare = seconds_left - _still_to_run(costs, n_left_to_predict, n)
+    return max(0, math.floor(spare / (SAFETY * costs.research_s)))
 
 
 def finish_reserve(costs: FinishCosts, n: int, subset: int, rounds: int, seconds_left: float) -> FinishPlan:
@@ -134,6 +153,17 @@ def finish_reserve(costs: FinishCosts, n: int, subset: int, rounds: int, seconds
         seconds = unrefined + 0.5 * max(seconds_left - unrefined, 0.0)
         return FinishPlan(min(subset, n), 0, seconds, refine_all=False)
     return plan_finish(costs, n, subset, rounds, mandatory + FINISH_SHARE * max(seconds_left - mandatory, 0.0))
+
+
+def keep_reserve(costs: FinishCosts, n: int, subset: int, reserved: FinishPlan, seconds_left: float) -> FinishPlan:
+    """A re-plan of the finish's reserve during training, at new ``costs``: the rounds the first
+    plan (``reserved``, from ``finish_reserve``) kept for the finish, as many of them as still fit
+    in ``seconds_left``. Re-planned by ``finish_reserve`` instead, each check would hand the
+    training FINISH_SHARE of the finish's time again (a 20-min run kept 6 rounds at its start and
+    2 by the end of its training, and finished with 1)."""
+    if not reserved.refine_all:  # no rounds were reserved: the share of the unrefined plan again
+        return finish_reserve(costs, n, subset, 0, seconds_left)
+    return plan_finish(costs, n, reserved.subset, reserved.rounds, seconds_left)
 
 
 def check_fits(train_seconds: float, budget: float, last_check_s: float, estimate_s: float) -> bool:

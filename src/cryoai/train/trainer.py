@@ -44,7 +44,7 @@ from cryoai.train.run_dir import RunDir
 from cryoai.train.run_finish import finish_run
 from cryoai.train.schedule import loss_radius, stop_message, stop_reason
 from cryoai.train.supervision import pose_loss, subset_pose_loss, synthetic_batch
-from cryoai.train.time_limit import END_SECONDS, WARM_SHARE, finish_reserve, warm_start_images
+from cryoai.train.time_limit import END_SECONDS, WARM_SHARE, finish_reserve, keep_reserve, warm_start_images
 from cryoai.train.warmstart import WarmStartConfig, warm_start
 
 
@@ -86,6 +86,7 @@ class Trainer:
         self.warm_done = False  # the warm start has run (its checkpoint saves redoing it on --resume)
         self.monitor: Monitor | None = None
         self.costs = None  # of the finish's passes, under max_minutes (time_limit.FinishCosts)
+        self.reserve = None  # the finish's reserve as first planned (time_limit.FinishPlan; training_budget)
         self.position = 0.0  # where the schedule stands, 0 … 1 (see fit)
         self.train_seconds = 0.0  # wall time spent in the training loop so far
         self.elapsed_before = 0.0
@@ -306,13 +307,18 @@ class Trainer:
 
     def training_budget(self, costs=None) -> float:
         """Seconds of training the ``max_minutes`` limit allows (inf without one) after the finish's
-        reserve (``time_limit.finish_reserve``) at its ``costs`` (``finish.measure_costs`` if None)."""
+        reserve at its ``costs`` (``finish.measure_costs`` if None): planned on the first call
+        (``time_limit.finish_reserve``), its rounds kept by the later ones (``keep_reserve``)."""
         cfg = self.cfg
         if not cfg.max_minutes:
             return math.inf
         self.costs = costs or measure_costs(self.encoder, self.volume, self.data, self.pose_settings())
         left = self.seconds_left()
-        plan = finish_reserve(self.costs, len(self.particles), cfg.final_subset, cfg.final_iterations, left)
+        n = len(self.particles)
+        if self.reserve is None:  # planned once; re-plans keep its rounds (time_limit.keep_reserve)
+            plan = self.reserve = finish_reserve(self.costs, n, cfg.final_subset, cfg.final_iterations, left)
+        else:
+            plan = keep_reserve(self.costs, n, cfg.final_subset, self.reserve, left)
         budget = dist.from_main(self.train_seconds + max(left - plan.seconds, 0.0))  # rank 0's clock rules
         self.run.log(f"time limit: {left / 60:.1f} min left, the finish's reserve {plan.seconds / 60:.1f} min ({plan.rounds} of "
                      f"{cfg.final_iterations} rounds on {plan.subset} particles): training budget {budget / 60:.1f} min")
