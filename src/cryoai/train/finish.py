@@ -219,9 +219,8 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
     With a ``deadline``, each pass is timed (its cost per image updates ``deadline.costs``) and a
     round starts only if it fits in the time left with the passes that must follow it: a pose
     for every particle not in ``rows``, then the map from all of them. The time left after the
-    last round re-searches as many more of the worst-fitting poses as fit in it (at least
-    MIN_RESEARCH of ``rows``), against the last round's map: a 20-min run on 10k particles ended
-    216 s early, with a round of 131 s not fitting in its last 234 s."""
+    last round re-searches more of the worst-fitting poses (``research_in_time_left``): a 20-min
+    run on 10k particles ended 216 s early, with a round of 131 s not fitting in its last 234 s."""
     n = len(data.particles)
     t0 = time.time()
     poses = first_poses(encoder, volume, data, rows, how, prior, log)
@@ -254,12 +253,30 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
         if moved < CONVERGED_MOVED and k < rounds:
             log(f"finish: poses converged after {k} of {rounds} refinement rounds (under {100 * CONVERGED_MOVED:g}% moved)")
             break
-    if deadline is not None and searched is not None:  # the time no round fits in: more of the worst re-searched
+    if deadline is not None and searched is not None:
+        poses = research_in_time_left(volume, data, rows, poses, searched, how, deadline, log)
+    return poses
+
+
+def research_in_time_left(volume, data: TrainingData, rows: np.ndarray, poses: Poses, searched: np.ndarray,
+                          how: PoseSettings, deadline: Deadline, log: Callable[[str], None]) -> Poses:
+    """After the rounds, the time no round fits in: the next worst-fitting poses of ``rows`` (not
+    ``searched``, which the last round re-searched against this map) re-searched in chunks of a
+    round's share, each timed, while the next fits (``research_that_fits``, at least MIN_RESEARCH
+    of the rows) before the passes that must follow."""
+    n, chunk = len(data.particles), max(1, round(how.research_fraction * len(rows)))
+    t0, total = time.time(), 0
+    while len(searched) < len(rows):
         fit = int(dist.from_main(float(research_that_fits(deadline.costs, n - len(rows), n, deadline.left()))))
-        if fit >= MIN_RESEARCH * len(rows):
-            t0 = time.time()
-            poses, more = research_poses(volume, data, rows, poses, fit, how.device, how.workers, exclude=searched)
-            log(f"finish: {len(more)} more of the worst-fitting poses re-searched in the time left ({time.time() - t0:.0f} s)")
+        if fit < min(MIN_RESEARCH * len(rows), len(rows) - len(searched)):
+            break
+        t_chunk = time.time()
+        poses, more = research_poses(volume, data, rows, poses, min(fit, chunk), how.device, how.workers,
+                                     exclude=searched)
+        deadline.costs.research_s = (time.time() - t_chunk) / max(len(more), 1)
+        searched, total = np.union1d(searched, more), total + len(more)
+    if total:
+        log(f"finish: {total} more of the worst-fitting poses re-searched in the time left ({time.time() - t0:.0f} s)")
     return poses
 
 
