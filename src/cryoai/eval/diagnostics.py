@@ -10,7 +10,8 @@ chosen by measurement (README, "What to check in the report"):
 - ``anisotropic_agreement``: the half maps agree only through their spherical averages (what
   random poses give: every half map is then the molecule's spherical average, and those agree);
 - ``view_coverage``: the viewing directions collapse onto a few directions;
-- ``pose_stability``: the encoder's pose and the refined one disagree (poses not determined);
+- ``pose_stability``: the encoder's pose and the refined one disagree (an encoder that has not
+  learned the poses: too little training, or poses the images do not determine);
 - ``score_separation``: whether the per-particle figure of merit splits into two groups (a
   junk population); information only, since a clean stack has no second group.
 
@@ -140,14 +141,17 @@ def view_coverage(rotations: np.ndarray, bins: int = VIEW_BINS, min_fraction: fl
 
 def pose_stability(angles_deg: np.ndarray, max_median_deg: float = MAX_POSE_CHANGE_DEG) -> Diagnostic:
     """Warn when the median angle between two estimates of each pose (the encoder's and the
-    refined one) exceeds ``max_median_deg``: the poses are not determined by the images."""
+    refined one) exceeds ``max_median_deg``: the encoder has not learned them (too little training
+    under a short limit, or poses the images do not determine)."""
     a = np.asarray(angles_deg, dtype=np.float64)
     median = float(np.median(a))
     within = float(np.mean(a <= max_median_deg))
     ok = median <= max_median_deg
     text = (f"the encoder's pose and the refined one differ by {median:.1f}° (median; "
             f"{100 * within:.0f}% within {max_median_deg:g}°)"
-            + ("." if ok else ": refinement moves most poses far from the encoder's, so neither is reliable."))
+            + ("." if ok else ": the encoder has not learned the poses refinement found (too little training, or poses "
+               "the images do not determine), so poses that start from it (cryoai predict, and particles outside "
+               "the finish's refined subset) are not reliable; the other checks judge the refined poses."))
     return Diagnostic("pose stability", median, max_median_deg, "deg", PASS if ok else WARN, text)
 
 
