@@ -3,8 +3,8 @@
 For each structure: `cryoai simulate` (L=64, 2.5 Å/px or where the molecule needs it more, CTF,
 shifts σ=5 Å, N images, SNR),
 `cryoai train` with default settings under --max-minutes, then for each map saved during
-training: FSC=0.5 vs the truth after alignment (`cryoai fsc --align`), and the pose errors
-logged in metrics.jsonl; finally `cryoai evaluate` on all predicted poses. Prints a table.
+training and each round of the finish: FSC=0.5 vs the truth after alignment (`cryoai fsc
+--align`), and the pose errors logged in metrics.jsonl (during training); finally `cryoai evaluate` on all predicted poses. Prints a table.
 
 Usage: python benchmarks/reconstruction.py [--structures 4ake,3j9g] (also 8zpm, apoferritin (O), 3j9g-d6, phantom) [--n 10000] [--snr inf]
        [--minutes 30] [--out bench_out] [--loss symmetric] [--seed 0]
@@ -96,6 +96,9 @@ def main() -> None:
             res = fsc_vs_truth(vol, data / "truth.mrc", run / f"fsc_{step:06d}")
             print(f"| {step} | {t.get('elapsed_s', float('nan')) / 60:.1f} | {m.get('rot_median_deg', float('nan')):.1f} | "
                   f"{m.get('frac_within_10deg', float('nan')):.2f} | {res:.2f} |")
+        for vol in sorted((run / "volumes").glob("final_round_*.mrc"), key=lambda v: int(v.stem.split("_")[-1])):
+            res = fsc_vs_truth(vol, data / "truth.mrc", run / f"fsc_{vol.stem}")  # the finish's rounds, timed by their files
+            print(f"| finish round {vol.stem.split('_')[-1]} | {(vol.stat().st_mtime - t0) / 60:.1f} | – | – | {res:.2f} |")
         final = json.loads(cryoai("evaluate", str(run / "particles.star"), "--truth", str(data / "particles.star"),
                                   "--map", str(run / "volume.mrc"), "--truth-map", str(data / "truth.mrc"),
                                   "--symmetry", STRUCTURES[name][2],
