@@ -37,6 +37,30 @@ def junk_mask(folder: Path, n: int) -> np.ndarray:
     return table[JUNK_KIND_COLUMN].to_numpy() != "particle"
 
 
+def scored_warm_start(data: TrainingData, junk: np.ndarray, size: int, box: int, seed: int,
+                      **settings) -> tuple[float, dict]:
+    """The warm start on ``size`` images drawn as the trainer draws them (``seed``), at ``box``,
+    with ``WarmStartConfig`` ``settings``: its seconds and its pose errors on the true particles
+    of the subset (``evaluate_poses``: median, within 10°/20°)."""
+    rng = np.random.default_rng(seed)
+    particles = data.particles
+    subset = np.sort(rng.choice(len(particles), min(size, len(particles)), replace=False))
+    spectra, filters = data.small_box_inputs(subset, box)
+    t0 = time.time()
+    res = warm_start(spectra, filters, box, WarmStartConfig(seed=seed, **settings), log=lambda s: None)
+    secs = time.time() - t0
+    good = ~junk[subset]
+    return secs, evaluate_poses(res.rotations.double().numpy()[good], particles.rotations[subset][good])
+
+
+def whitened_data(folder: Path) -> tuple[TrainingData, np.ndarray]:
+    """A simulation's TrainingData with the trainer's noise model, and its junk mask."""
+    particles = load_particles(folder / "particles.star")
+    data = TrainingData(particles, particles.box, particles.box)
+    data.noise = noise_model(data, None, 0, lambda s: None)
+    return data, junk_mask(folder, len(particles))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("folders", nargs="+", type=Path)
@@ -51,23 +75,12 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     for folder in args.folders:
-        particles = load_particles(folder / "particles.star")
-        junk = junk_mask(folder, len(particles))
-        data = TrainingData(particles, particles.box, particles.box)
-        data.noise = noise_model(data, None, 0, lambda s: None)
+        data, junk = whitened_data(folder)
         for seed in map(int, args.seeds.split(",")):
             for size in map(int, args.sizes.split(",")):
-                rng = np.random.default_rng(seed)
-                subset = np.sort(rng.choice(len(particles), min(size, len(particles)), replace=False))
                 for b in map(int, args.boxes.split(",")):
-                    spectra, filters = data.small_box_inputs(subset, b)
-                    t0 = time.time()
-                    how = WarmStartConfig(seed=seed, sgd_epochs=args.epochs, batch_size=args.batch,
-                                          sgd_rate=args.rate, top_k=args.top_k)
-                    res = warm_start(spectra, filters, b, how, log=lambda s: None)
-                    secs = time.time() - t0
-                    good = ~junk[subset]
-                    e = evaluate_poses(res.rotations.double().numpy()[good], particles.rotations[subset][good])
+                    secs, e = scored_warm_start(data, junk, size, b, seed, sgd_epochs=args.epochs,
+                                                batch_size=args.batch, sgd_rate=args.rate, top_k=args.top_k)
                     rows.append((folder.parent.name or folder.name, seed, size, b, secs, e["rot_median_deg"],
                                  100 * e["frac_within_10deg"], 100 * e["frac_within_20deg"]))
                     print(f"{rows[-1][0]} seed {seed} M {size} b {b}: {secs:.0f} s, median {e['rot_median_deg']:.1f}°, "

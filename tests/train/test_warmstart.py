@@ -150,3 +150,29 @@ def test_warm_start_in_c1_never_symmetrises(monkeypatch, one_thread):
             for extra in ({}, {"symmetry": "c1"})]
     assert torch.equal(runs[0].rotations, runs[1].rotations) and torch.equal(runs[0].spectrum, runs[1].spectrum)
     assert runs[0].axes_score is None and runs[1].axes_score is None
+
+
+def test_with_a_free_amplitude_an_images_scale_does_not_change_its_best_pose(one_thread):
+    """``free_amplitude``: every pose is scored at the image's best amplitude, so images scaled
+    by 0.3–3 (contrast, ice) get the same best grid pose and local pose as unscaled; scored at
+    amplitude 1 (the default) the scale changes some of them. (One origin: the shift prior's
+    penalty is not scaled with the image, so with shifts the best pose may move.)"""
+    box, m = 12, 40
+    spectra, _ = _clean_subset(phantom_map(32, 5.0), box, m)
+    noisy = spectra + 0.3 * torch.complex(torch.randn(spectra.shape), torch.randn(spectra.shape))
+    scale = torch.from_numpy(np.random.default_rng(1).uniform(0.3, 3.0, m)).float()[:, None, None]
+    best = {}
+    for free in (True, False):
+        state = WarmStart(noisy, torch.ones(m, box, box), box, WarmStartConfig(free_amplitude=free, top_k=1, max_shift_px=0.0),
+                          log=lambda *_: None)
+        state.estimate_support()
+        grid = state.rotation_grid_for(box / 2)
+        for scaled in (False, True):
+            x = state.X * (scale.reshape(m, 1) if scaled else 1)
+            rot, origin, _, _ = state.global_search(x, state.C, box / 2, grid)
+            state.rotations, state.origins = rot[:, 0], origin[:, 0]
+            local = state.local_search(box / 2, 5.0)[0][:, 0]
+            best[free, scaled] = rot[:, 0], local
+    for i in range(2):
+        torch.testing.assert_close(best[True, True][i], best[True, False][i])
+    assert (best[False, True][0] - best[False, False][0]).abs().amax((1, 2)).gt(1e-4).any()

@@ -104,3 +104,21 @@ def squared_residuals(x: torch.Tensor, c: torch.Tensor, phases: torch.Tensor, sl
     (n, T, K) and slices (R, K) or (n, R, K): (n, T, R), the residual of ``modulate``."""
     err = factored_residuals(image_factors(x, c, phases), slice_factors(slices))
     return err + (x.abs() ** 2).sum(-1)[:, None, None]
+
+
+def model_power(c: torch.Tensor, slices: torch.Tensor) -> torch.Tensor:
+    """Σ_k c²·|P|², the power of the model c·S·P (a shift does not change it), for CTFs c (n, K)
+    and slices shared (R, K) or per image (n, R, K): (n, 1, R), to broadcast over shifts."""
+    power = slices.abs() ** 2
+    if power.dim() == 2:
+        return ((c**2) @ power.T)[:, None]
+    return torch.einsum("nk,nrk->nr", c**2, power)[:, None]
+
+
+def rescaled_residuals(err: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+    """min over a ≥ 0 of |x − a·c·S·P|² − |x|², from the residual at a = 1 (``factored_residuals``,
+    err = power − 2·cross) and the model's ``model_power``: −max(cross, 0)²/power, the fit with a
+    free amplitude per image and hypothesis (contrast, ice thickness and defocus errors scale
+    the particle's image; at the best a the misfit does not read that as pose evidence)."""
+    cross = (power - err) / 2
+    return -cross.clamp_min(0) ** 2 / power.clamp_min(1e-30)

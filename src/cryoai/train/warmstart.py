@@ -24,7 +24,7 @@ frequency marching) failed on CTF + shift data and on small particles:
 3. **Refinement.** ``iterations`` passes over the whole subset on the clean images: the first a
    global search on the fine grid, the rest local (each pose perturbed by a shrinking step,
    shifts by a sub-pixel step), with the radius marching to b/2.
-Junk (the subset holds the data's share; it fits worst): from a third of the SGD on, the map is made
+Junk (the subset holds the data's share; it fits worst): from a third of the SGD on (``prune_from``), the map is made
 from the best-fitting ``fit_fraction`` of each batch, after the first refinement pass of the subset.
 
 The map is reconstructed each time with a Wiener term relative to each shell
@@ -60,7 +60,8 @@ from cryoai.geometry.grids import half_plane_disc, ifft3_centered, radius_grid_3
 from cryoai.geometry.rotations import euler_to_matrix
 from cryoai.geometry.symmetry import canonical_symbol, group_order, in_asymmetric_unit, point_group, to_asymmetric_unit
 from cryoai.physics.backprojection import backproject, reconstruct_in_box, spectrum_to_map, symmetrise_sums
-from cryoai.physics.image_model import factored_residuals, image_factors, modulate, slice_factors, squared_residuals
+from cryoai.physics.image_model import (factored_residuals, image_factors, model_power, modulate, rescaled_residuals,
+                                        slice_factors)
 from cryoai.physics.shifts import origin_phase
 from cryoai.physics.slicing import SpectrumVolume, project
 from cryoai.train.scores import correlation
@@ -116,7 +117,9 @@ class WarmStartConfig:
     local_step_deg: tuple[float, float] = (5.0, 1.5)
     local_shift_px: float = 0.25
     fit_fraction: float = 0.8
+    prune_from: float = 1 / 3  # of the SGD steps: from there on each batch's map is made from its fit_fraction
     deadline: float | None = None  # time.time() by which to end (a time limit): see ``warm_start``
+    free_amplitude: bool = False  # poses scored at each image's best amplitude (``image_model.rescaled_residuals``)
     symmetry: str = "C1"
 
 
@@ -292,7 +295,8 @@ class WarmStart:
         for step in range(steps):
             radius = cfg.radius_start_px + (self.radius_sgd_end - cfg.radius_start_px) * step / max(steps - 1, 1)
             added = max(0.0, cfg.noise_floor * power - clean_var)
-            weights, noise_var = self.sgd_step(batch, radius, added, m / batch, prune=step >= steps // 3)
+            prune = step >= math.floor(cfg.prune_from * steps + 1e-9)
+            weights, noise_var = self.sgd_step(batch, radius, added, m / batch, prune=prune)
             clean_var = max(0.0, noise_var - added)
             if (step + 1) % epoch == 0 or step == steps - 1:
                 self.record("sgd", radius, noise_var, previous, weights, step=step + 1, added_noise_var=added)
@@ -328,12 +332,15 @@ class WarmStart:
         keep = self.radii <= radius
         x, c, freqs = x[:, keep], c[:, keep], self.freqs[keep]
         n, n_shifts, k = x.shape[0], len(self.shifts), min(cfg.top_k, len(rotations))
-        rhs = slice_factors(project(SpectrumVolume(self.spectrum), rotations, freqs))  # (R, 3K)
+        slices = project(SpectrumVolume(self.spectrum), rotations, freqs)  # (R, K)
+        rhs = slice_factors(slices)  # (R, 3K)
         phases = origin_phase(freqs, self.shifts)  # (T, K)
         cand_err, cand_rot = torch.empty(n, n_shifts, k), torch.empty(n, n_shifts, k, dtype=torch.long)
         for first in range(0, n, chunk):
             xs, cs = x[first : first + chunk], c[first : first + chunk]
             err = factored_residuals(image_factors(xs, cs, phases), rhs)  # (m, T, R), less |x|²
+            if cfg.free_amplitude:
+                err = rescaled_residuals(err, model_power(cs, slices))
             e, i = torch.topk(err, k, dim=2, largest=False)  # best rotations for each shift
             cand_err[first : first + len(e)] = e + (xs.abs() ** 2).sum(1)[:, None, None]
             cand_rot[first : first + len(e)] = i
@@ -424,7 +431,10 @@ class WarmStart:
             cand_t = torch.where(norm > cfg.max_shift_px, cand_t * cfg.max_shift_px / norm.clamp_min(1e-12), cand_t)
             proj = project(volume, cand_R.reshape(-1, 3, 3), freqs).reshape(n, len(pert), -1)
             phases = origin_phase(freqs, cand_t.reshape(-1, 2)).reshape(n, len(dshift), -1)
-            err = squared_residuals(x, c, phases, proj)  # (n, S, J)
+            err = factored_residuals(image_factors(x, c, phases), slice_factors(proj))  # (n, S, J), less |x|²
+            if cfg.free_amplitude:
+                err = rescaled_residuals(err, model_power(c, proj))
+            err = err + (x.abs() ** 2).sum(1)[:, None, None]
             parts.append((err.reshape(n, -1), cand_R, cand_t))
         noise_var = torch.cat([p[0].amin(1) for p in parts]).mean().clamp_min(1e-12) / n_coef
         rots, origins, weights = [], [], []

@@ -1,0 +1,80 @@
+"""Which of the realistic set's factors break the warm start, and what a change does to each.
+
+    python benchmarks/realistic_factors.py [--structures 8zpm,4ake] [--n 4000] [--variants default,amplitude]
+                                           [--out bench_factors] [--seeds 0]
+
+For each structure, `cryoai simulate` makes N images at benchmarks/realistic.py's setting (box 64,
+3 Å/px, SNR 0.05, shifts σ 6 Å) with none of its other factors ("base"), with each one alone
+("ice": coloured noise; "views": 30 % preferred views; "junk": 20 % junk; "ctf": B 80, contrast
+sd 0.25, defocus error 150 Å) and with all of them ("all", the realistic set). On each, the warm
+start runs as `cryoai train` runs it (all N images at box 24, whitened, one thread:
+warmstart_sizes.scored_warm_start) for each variant:
+
+    default     the trainer's settings
+    amplitude   poses scored at each image's best amplitude (WarmStartConfig.free_amplitude)
+    prune0      each SGD batch's map from its best-fitting 80 % from the first step (prune_from 0;
+                the default starts a third of the way in)
+
+and the table gives its seconds and pose errors on the true particles (junk left out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+from reconstruction import cryoai  # noqa: E402
+from realistic import STRUCTURES  # noqa: E402
+from warmstart_sizes import scored_warm_start, whitened_data  # noqa: E402
+
+BASE = ["--box", "64", "--apix", "3", "--snr", "0.05", "--shift-std-A", "6"]
+FACTORS = {  # benchmarks/realistic.py's REALISTIC, one factor at a time
+    "base": [],
+    "ice": ["--noise-spectrum", "ice"],
+    "views": ["--preferred-view", "0,90", "--preferred-fraction", "0.3", "--preferred-spread-deg", "20"],
+    "junk": ["--junk-fraction", "0.2"],
+    "ctf": ["--bfactor", "80", "--contrast-sd", "0.25", "--defocus-error-A", "150"],
+}
+FACTORS["all"] = [a for flags in FACTORS.values() for a in flags]
+VARIANTS = {"default": {}, "amplitude": {"free_amplitude": True}, "prune0": {"prune_from": 0.0},
+            "amplitude+prune0": {"free_amplitude": True, "prune_from": 0.0}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--structures", default="8zpm,4ake")
+    p.add_argument("--n", type=int, default=4000)
+    p.add_argument("--factors", default=",".join(FACTORS))
+    p.add_argument("--variants", default="default,amplitude")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--box", type=int, default=24, help="the warm start's box (the trainer's for noisy data: 24)")
+    p.add_argument("--out", default="bench_factors")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    for name in args.structures.split(","):
+        for factor in args.factors.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                folder = Path(args.out) / f"{name}_{factor}_n{args.n}_s{seed}"
+                if not (folder / "particles.star").is_file():
+                    cryoai("simulate", *STRUCTURES[name], *BASE, *FACTORS[factor], "--n", str(args.n),
+                           "--seed", str(seed), "-o", str(folder))
+                data, junk = whitened_data(folder)
+                for variant in [v for v in args.variants.split(",") if v]:
+                    secs, e = scored_warm_start(data, junk, args.n, args.box, seed, **VARIANTS[variant])
+                    rows.append((name, factor, seed, variant, secs, e["rot_median_deg"], 100 * e["frac_within_10deg"],
+                                 100 * e["frac_within_20deg"]))
+                    print(" ".join(map(str, rows[-1])), flush=True)
+    print("\n| structure | factors | seed | variant | seconds | median rot (deg) | within 10° (%) | within 20° (%) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.0f} | {r[5]:.1f} | {r[6]:.0f} | {r[7]:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
