@@ -46,7 +46,7 @@ import torch  # noqa: E402
 
 from reconstruction import cryoai  # noqa: E402
 from realistic import STRUCTURES  # noqa: E402
-from warmstart_sizes import scored_warm_start, whitened_data  # noqa: E402
+from warmstart_sizes import error_columns, print_table, scored_warm_start, whitened_data  # noqa: E402
 
 BASE = ["--box", "64", "--apix", "3", "--snr", "0.05", "--shift-std-A", "6"]
 FACTORS = {  # benchmarks/realistic.py's REALISTIC, one factor at a time
@@ -83,13 +83,9 @@ def main() -> None:
                 data, junk = whitened_data(folder)
                 for variant in [v for v in args.variants.split(",") if v]:
                     secs, e = scored_warm_start(data, junk, args.n, args.box, seed, **VARIANTS[variant])
-                    rows.append((name, factor, seed, variant, secs, e["rot_median_deg"], 100 * e["frac_within_10deg"],
-                                 100 * e["frac_within_20deg"]))
+                    rows.append((name, factor, seed, variant, *error_columns(secs, e)))
                     print(" ".join(map(str, rows[-1])), flush=True)
-    print("\n| structure | factors | seed | variant | seconds | median rot (deg) | within 10° (%) | within 20° (%) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.0f} | {r[5]:.1f} | {r[6]:.0f} | {r[7]:.0f} |")
+    print_table(["structure", "factors", "seed", "variant"], rows)
 
 
 if __name__ == "__main__":

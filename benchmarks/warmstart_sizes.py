@@ -53,6 +53,20 @@ def scored_warm_start(data: TrainingData, junk: np.ndarray, size: int, box: int,
     return secs, evaluate_poses(res.rotations.double().numpy()[good], particles.rotations[subset][good])
 
 
+def error_columns(secs: float, errors: dict) -> tuple:
+    """A table row's last columns: seconds, median rotation error (°), % within 10° and 20°."""
+    return secs, errors["rot_median_deg"], 100 * errors["frac_within_10deg"], 100 * errors["frac_within_20deg"]
+
+
+def print_table(first: list[str], rows: list[tuple]) -> None:
+    """A markdown table: the ``first`` columns as given, then ``error_columns``."""
+    print("\n| " + " | ".join(first) + " | seconds | median rot (deg) | within 10° (%) | within 20° (%) |")
+    print("|" + "---|" * (len(first) + 4))
+    for r in rows:
+        k = len(first)
+        print("| " + " | ".join(map(str, r[:k])) + f" | {r[k]:.0f} | {r[k + 1]:.1f} | {r[k + 2]:.0f} | {r[k + 3]:.0f} |")
+
+
 def whitened_data(folder: Path) -> tuple[TrainingData, np.ndarray]:
     """A simulation's TrainingData with the trainer's noise model, and its junk mask."""
     particles = load_particles(folder / "particles.star")
@@ -81,14 +95,10 @@ def main() -> None:
                 for b in map(int, args.boxes.split(",")):
                     secs, e = scored_warm_start(data, junk, size, b, seed, sgd_epochs=args.epochs,
                                                 batch_size=args.batch, sgd_rate=args.rate, top_k=args.top_k)
-                    rows.append((folder.parent.name or folder.name, seed, size, b, secs, e["rot_median_deg"],
-                                 100 * e["frac_within_10deg"], 100 * e["frac_within_20deg"]))
+                    rows.append((folder.parent.name or folder.name, seed, size, b, *error_columns(secs, e)))
                     print(f"{rows[-1][0]} seed {seed} M {size} b {b}: {secs:.0f} s, median {e['rot_median_deg']:.1f}°, "
                           f"{rows[-1][6]:.0f}% < 10°", flush=True)
-    print("\n| set | seed | subset | box | seconds | median rot (deg) | within 10° (%) | within 20° (%) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.0f} | {r[5]:.1f} | {r[6]:.0f} | {r[7]:.0f} |")
+    print_table(["set", "seed", "subset", "box"], rows)
 
 
 if __name__ == "__main__":
