@@ -132,9 +132,10 @@ def research_poses(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np
     everyone = np.arange(len(rows))[dist.shard_range(len(rows))]
     scores = np.concatenate([projection_scale(volume, r, o, x, c, freqs).cpu().numpy() for _, r, o, x, c in passes(everyone)])
     (scores,) = dist.gather_rows(scores)
+    available = len(rows)
     if exclude is not None:
-        scores[exclude] = np.inf
-    worst = np.sort(np.argsort(scores, kind="stable")[: min(count, len(rows) - (0 if exclude is None else len(exclude)))])
+        scores[exclude], available = np.inf, len(rows) - len(exclude)
+    worst = np.sort(np.argsort(scores, kind="stable")[: min(count, available)])
     mine = worst[dist.shard_range(len(worst))]
     new_rot, new_origin = np.empty((len(mine), 3, 3)), np.empty((len(mine), 2))
     for i, (sl, r, o, x, c) in enumerate(passes(mine)):
