@@ -44,7 +44,7 @@ class TrainConfig:
     # (what earlier releases did by accident; at the data's own SNR, 1.0, the encoder did not learn
     # at SNR 0.1: benchmarks/reconstruction.py, see the README)
     # warm start: subset size and box; None: chosen by the noise model (Trainer.warm_start_size):
-    # 1500 images at box 16 for clean images, 4000 at box 24 when the images are noise-dominated
+    # 1500 images at box 20 for clean images, 4000 at box 24 when the images are noise-dominated
     # (benchmarks/warmstart_sizes.py: at SNR 0.1 the median pose error of the subset fell from 8.8° to
     # 5.2° (4AKE) and 17.0° to 8.6° (8ZPM), for ~6× the cost, ~110 s on one core; whole 20-minute
     # runs ended about as before, 5.2° / 2.45 px and 10.5° / 3.10 px: the finish's rounds decide those)
