@@ -232,10 +232,10 @@ def test_resume_after_the_warm_start_does_not_redo_it(tiny_set, tmp_path, monkey
         assert torch.equal(value, resumed.encoder.state_dict()[key]), key
 
 
-@pytest.mark.parametrize("snr, expected", [(0.05, (4000, 24)), (np.inf, (1500, 16))])
+@pytest.mark.parametrize("snr, expected", [(0.05, (4000, 24)), (np.inf, (1500, 20))])
 def test_the_warm_start_grows_when_the_images_are_noise_dominated(tmp_path, snr, expected):
     """Unset (None), the warm start's subset and box follow the noise model: noise-dominated images
-    (whitened) get 4000 images at box 24, clean ones 1500 at box 16; set values are kept, and the
+    (whitened) get 4000 images at box 24, clean ones 1500 at box 20; set values are kept, and the
     box never exceeds the training box."""
     simulate(phantom_map(32, 4.0), 4.0, 200, tmp_path / "sim", snr=snr, seed=3, progress=False)
     particles = load_particles(tmp_path / "sim" / "particles.star")
