@@ -6,16 +6,15 @@ import time
 
 import numpy as np
 import pytest
-import roma
 import torch
 
 from cryoai.data.particles import load_particles
 from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
 from cryoai.data.training_data import TrainingData
-from cryoai.geometry.rotations import geodesic_distance_deg, random_rotations
-from cryoai.train.finish import (PoseSettings, better_fitting, final_map_and_poses, final_subset, load_reconstruction,
-                                 measure_costs)
+from cryoai.geometry.rotations import random_rotations
+from cryoai.train.finish import (PoseSettings, final_map_and_poses, final_subset, first_poses, load_reconstruction,
+                                 measure_costs, predict)
 from cryoai.train.predict import refinement_radius
 from cryoai.train.trainer import build_models
 from helpers import tiny_config
@@ -45,29 +44,23 @@ def tiny_data(tmp_path_factory):
     return TrainingData(load_particles(out / "particles.star"), 16, 16)
 
 
-def test_poses_from_training_are_kept_where_they_fit_better(tiny_data):
-    """Against the map reconstructed from the true poses, every pose 30° off: the rows of a prior
-    holding their true poses take them, those whose prior is random keep their own; rows the
-    prior does not hold stay as they were."""
+def test_first_poses_take_the_prior_and_predict_only_the_rest(tiny_data):
+    """Rows the prior holds start from its poses exactly (no encoder pass for them); the others
+    get the encoder's refined poses, the same as ``predict`` alone gives them, and their count is
+    returned; without a prior every row is predicted."""
     rng = np.random.default_rng(0)
-    truth = tiny_data.particles
-    _, volume = build_models(tiny_config(), "cpu")
+    encoder, volume = build_models(tiny_config(), "cpu")
     how = PoseSettings(radius=8.0, symmetric=True)
-    load_reconstruction(volume, tiny_data, np.arange(60), (truth.rotations, truth.origins_A), how)
-    axes = rng.standard_normal((60, 3))
-    axes *= np.deg2rad(30) / np.linalg.norm(axes, axis=1, keepdims=True)
-    tilt = roma.rotvec_to_rotmat(torch.from_numpy(axes)).numpy()  # 30° about random axes
-    poses = (tilt @ truth.rotations, truth.origins_A.copy())
     rows = np.arange(5, 60)  # the rows asked about; the prior also holds rows 0-4, not among them
     prior_rows = np.arange(0, 40)
-    prior_rot = truth.rotations[prior_rows].copy()
-    prior_rot[20:] = random_rotations(20, rng)  # rows 20-39: random
-    (rot, origin), taken = better_fitting(volume, tiny_data, rows, (poses[0][rows], poses[1][rows]),
-                                          (prior_rows, (prior_rot, truth.origins_A[prior_rows])), how)
-    error = geodesic_distance_deg(rot, truth.rotations[rows])
-    assert taken == 15 and np.all(error[:15] < 1e-3)  # rows 5-19 took the truth
-    assert np.allclose(error[15:], 30, atol=1e-3)  # rows 20-59 kept their own
-    assert np.array_equal(origin, truth.origins_A[rows])
+    prior = (prior_rows, (random_rotations(40, rng), rng.normal(0, 4, (40, 2))))
+    (rot, origin), predicted = first_poses(encoder, volume, tiny_data, rows, how, prior)
+    assert predicted == 20
+    assert np.array_equal(rot[:35], prior[1][0][5:]) and np.array_equal(origin[:35], prior[1][1][5:])
+    alone = predict(encoder, volume, tiny_data, rows[35:], how)
+    assert np.allclose(rot[35:], alone[0], atol=1e-6) and np.allclose(origin[35:], alone[1], atol=1e-6)
+    _, predicted = first_poses(encoder, volume, tiny_data, rows, how, None)
+    assert predicted == len(rows)
 
 
 def test_final_map_and_poses_from_explicit_models(tiny_data):
@@ -84,7 +77,7 @@ def test_final_map_and_poses_from_explicit_models(tiny_data):
     assert rounds == [1, 2] and len(lines) == 3 and "all 60 particles" in lines[-1]
     assert not np.allclose(volume.values.detach().numpy(), before.numpy())
     costs = measure_costs(encoder, volume, tiny_data, how)
-    assert costs.predict_s > 0 and costs.reconstruct_s > 0
+    assert costs.predict_s > 0 and costs.reconstruct_s > 0 and costs.render_s > 0
 
 
 def test_the_final_map_is_reconstructed_from_the_rows_kept(tiny_data):
