@@ -12,9 +12,19 @@ from cryoai.train.time_limit import (MIN_FINISH_SUBSET, MIN_WARM_IMAGES, SAFETY,
                                      warm_start_images)
 
 COSTS = FinishCosts(predict_s=0.01, encode_s=0.003, refine_s=0.008, reconstruct_s=0.002)  # a round: 0.01 s per image
-# after the map, per particle of 10000: 3 back-projection-sized passes and 1000 encoder poses
+# after the map, per particle of 10000: 2 renders (unmeasured: costed as back-projections), the
+# half maps (1 back-projection) and 1000 encoder poses
 AFTER = 3 * 0.002 + 1000 * 0.003 / 10000  # 0.0063 s
 MANDATORY = 1.25 * 10000 * (0.01 + 0.002 + AFTER)  # 228.75 s
+
+
+def test_the_passes_after_the_map_cost_two_renders_a_back_projection_and_the_encoder_sample():
+    """With the render measured: 2·0.0005 + 0.002 + 1000·0.003/10000 = 0.0033 s per particle; of
+    500 particles all 500 get an encoder pose: 2·0.0005 + 0.002 + 0.003 = 0.006 s."""
+    measured = replace(COSTS, render_s=0.0005)
+    assert measured.after_s(10000) == pytest.approx(0.0033)
+    assert measured.after_s(500) == pytest.approx(0.006)
+    assert COSTS.after_s(10000) == pytest.approx(AFTER)
 
 
 def test_warm_start_keeps_its_size_without_a_limit_or_under_a_long_one():

@@ -51,7 +51,6 @@ def warm_start_images(limit_s: float | None, images: int, box: int = WARM_COST_B
     return min(images, max(MIN_WARM_IMAGES, math.floor(WARM_SHARE * limit_s / per_image_s)))
 
 
-AFTER_PASSES = 3  # back-projection-sized passes after the map (FinishCosts.after_s)
 STABILITY_ROWS = 1000  # the final check's encoder pass (train/final_check.py)
 
 
@@ -64,6 +63,8 @@ class FinishCosts:
     refine_s: float  # local refinement from given poses (no encoder)
     reconstruct_s: float  # back-projection, the reconstruction's fixed cost spread over the images
     research_s: float = 0.0  # a global re-search, per re-searched image (0: not yet measured)
+    render_s: float | None = None  # a projection scored against its image (fit scores, contrast; None: costed
+    # as a back-projection, which compares twice the radius and so costs several times more)
 
     def round_s(self) -> float:
         """One refinement round, per image of the subset: reconstruct, then refine."""
@@ -71,10 +72,12 @@ class FinishCosts:
 
     def after_s(self, n: int) -> float:
         """The passes after the map, per particle of ``n``: the fit scores and the contrast scales
-        (a render each, costed as a back-projection) and the final check's two half maps (one
-        back-projection in all) and its encoder pass over up to ``STABILITY_ROWS`` particles.
-        Not counted: ``--classes`` and the ``--symmetry`` finish (their cost is logged)."""
-        return AFTER_PASSES * self.reconstruct_s + min(n, STABILITY_ROWS) * self.encode_s / max(n, 1)
+        (a render each) and the final check's two half maps (one back-projection in all) and its
+        encoder pass over up to ``STABILITY_ROWS`` particles. Not counted: ``--classes`` and the
+        ``--symmetry`` finish (their cost is logged). With the renders costed as back-projections
+        (``render_s`` None), 10k-particle runs ended 84–105 s before their deadline."""
+        render = self.reconstruct_s if self.render_s is None else self.render_s
+        return 2 * render + self.reconstruct_s + min(n, STABILITY_ROWS) * self.encode_s / max(n, 1)
 
 
 @dataclass(frozen=True)
