@@ -86,19 +86,28 @@ def test_the_time_no_round_fits_in_re_searches_as_many_images_as_fit():
     assert research_that_fits(replace(COSTS, research_s=0.05), 5000, 10000, left - 1.0) == 0
 
 
-def test_a_re_plan_during_training_keeps_the_rounds_the_first_plan_reserved():
+def test_a_re_plan_during_training_keeps_the_time_the_first_plan_reserved():
     """First plan: MANDATORY + 270 s left, 3 rounds of 62.5 s reserved (FINISH_SHARE of 270 s).
     70 s of training later, ``finish_reserve`` would reserve 2 (0.7 of 200 s), handing the
-    training a round each time it re-plans; ``keep_reserve`` keeps 3, and only when they no
-    longer fit (the training ran long, the costs rose) fewer."""
+    training a round each time it re-plans; ``keep_reserve`` keeps the first plan's seconds, with
+    the rounds that fit in them at the new costs: fewer when a round costs more, more (up to the
+    4 asked for) when it costs less, and more seconds only when the mandatory passes outgrow them."""
     first = finish_reserve(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 270.0)
-    assert first.rounds == 3
+    assert first.rounds == 3 and first.seconds == pytest.approx(MANDATORY + 187.5)
     assert finish_reserve(COSTS, 10000, 5000, 4, seconds_left=MANDATORY + 200.0).rounds == 2
-    kept = keep_reserve(COSTS, 10000, 5000, first, seconds_left=MANDATORY + 200.0)
+    kept = keep_reserve(COSTS, 10000, 5000, 4, first, seconds_left=MANDATORY + 200.0)
     assert kept.rounds == 3 and kept.seconds == pytest.approx(first.seconds)
-    assert keep_reserve(COSTS, 10000, 5000, first, seconds_left=MANDATORY + 130.0).rounds == 2
+    late = keep_reserve(COSTS, 10000, 5000, 4, first, seconds_left=MANDATORY + 130.0)  # the training ran long
+    assert late.rounds == 2 and late.seconds == pytest.approx(first.seconds)
     slower = replace(COSTS, refine_s=2 * COSTS.refine_s)  # a round: 1.25·5000·0.018 = 112.5 s
-    assert keep_reserve(slower, 10000, 5000, first, seconds_left=MANDATORY + 270.0).rounds == 2
+    kept = keep_reserve(slower, 10000, 5000, 4, first, seconds_left=MANDATORY + 270.0)
+    assert kept.rounds == 1 and kept.seconds == pytest.approx(first.seconds)
+    cheaper = replace(COSTS, refine_s=COSTS.refine_s / 4)  # a round: 1.25·5000·0.004 = 25 s: 7 fit, 4 asked
+    kept = keep_reserve(cheaper, 10000, 5000, 4, first, seconds_left=MANDATORY + 270.0)
+    assert kept.rounds == 4 and kept.seconds == pytest.approx(first.seconds)
+    heavier = replace(COSTS, predict_s=3 * COSTS.predict_s)  # mandatory: MANDATORY + 250 s, more than kept
+    kept = keep_reserve(heavier, 10000, 5000, 4, first, seconds_left=MANDATORY + 270.0)
+    assert kept.rounds == 0 and kept.refine_all and kept.seconds == pytest.approx(MANDATORY + 250.0)
 
 
 def test_the_training_leaves_the_finish_its_mandatory_passes_and_rounds_in_its_share_of_the_rest():

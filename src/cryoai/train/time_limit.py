@@ -5,7 +5,7 @@ Under a limit of T seconds a run is laid out as
     warm start   ``warm_start_images``: at most WARM_SHARE·T by a cost model (fewer images
                  when T is short); a checkpoint follows it
     training     what is left after the finish's reserve (``finish_reserve``, planned once;
-                 each re-plan keeps the rounds that plan reserved, ``keep_reserve``); the schedule
+                 each re-plan keeps the time that plan reserved, ``keep_reserve``); the schedule
                  is compressed into it and the convergence monitor's checks are paid from it
     finish       ``plan_finish`` and ``rounds_that_fit``: from the cost per image of each pass,
                  measured as the passes run, as many refinement rounds (on as large a subset) as
@@ -20,7 +20,7 @@ multiplied by SAFETY before they are compared with the time left.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SAFETY = 1.25  # margin on measured costs: a shared machine's speed drifts
 END_SECONDS = 20.0  # reserved for writing the outputs (STAR, checkpoint, report) after the finish: the report
@@ -120,17 +120,23 @@ def plan_finish(costs: FinishCosts, n: int, subset: int, rounds: int, seconds_le
     return FinishPlan(subset, fit, finish_seconds(costs, n, subset, fit))
 
 
-def _still_to_run(costs: FinishCosts, n_left_to_predict: int, n: int) -> float:
+def still_to_run(costs: FinishCosts, n_left_to_predict: int, n: int) -> float:
     """During the finish, the passes that must still run (SAFETY included): a pose for each of the
     ``n_left_to_predict`` particles not yet predicted, then the map from all ``n`` and what follows it."""
     return SAFETY * (n_left_to_predict * costs.predict_s + n * (costs.reconstruct_s + costs.after_s(n)))
+
+
+def refined_poses_fit(costs: FinishCosts, n_left_to_predict: int, n: int, seconds_left: float) -> bool:
+    """During the finish: whether refined poses for the ``n_left_to_predict`` particles still
+    without one, then the map from all ``n`` and what follows it, fit in ``seconds_left``."""
+    return still_to_run(costs, n_left_to_predict, n) <= seconds_left
 
 
 def rounds_that_fit(costs: FinishCosts, n_left_to_predict: int, n: int, subset: int, seconds_left: float) -> int:
     """During the finish: how many more rounds on ``subset`` fit in ``seconds_left``, after the
     pass over the ``n_left_to_predict`` particles not yet predicted and the map from all ``n``."""
     per_round = SAFETY * subset * costs.round_s()
-    spare = seconds_left - _still_to_run(costs, n_left_to_predict, n)
+    spare = seconds_left - still_to_run(costs, n_left_to_predict, n)
     return max(0, math.floor(spare / per_round)) if per_round > 0 else 0
 
 
@@ -140,7 +146,7 @@ def research_that_fits(costs: FinishCosts, n_left_to_predict: int, n: int, secon
     is unmeasured."""
     if costs.research_s <= 0:
         return 0
-    spare = seconds_left - _still_to_run(costs, n_left_to_predict, n)
+    spare = seconds_left - still_to_run(costs, n_left_to_predict, n)
     return max(0, math.floor(spare / (SAFETY * costs.research_s)))
 
 
@@ -158,15 +164,20 @@ def finish_reserve(costs: FinishCosts, n: int, subset: int, rounds: int, seconds
     return plan_finish(costs, n, subset, rounds, mandatory + FINISH_SHARE * max(seconds_left - mandatory, 0.0))
 
 
-def keep_reserve(costs: FinishCosts, n: int, subset: int, reserved: FinishPlan, seconds_left: float) -> FinishPlan:
-    """A re-plan of the finish's reserve during training, at new ``costs``: the rounds the first
-    plan (``reserved``, from ``finish_reserve``) kept for the finish, as many of them as still fit
-    in ``seconds_left``. Re-planned by ``finish_reserve`` instead, each check would hand the
-    training FINISH_SHARE of the finish's time again (a 20-min run kept 6 rounds at its start and
-    2 by the end of its training, and finished with 1)."""
+def keep_reserve(costs: FinishCosts, n: int, subset: int, rounds: int, reserved: FinishPlan,
+                 seconds_left: float) -> FinishPlan:
+    """A re-plan of the finish's reserve during training, at new ``costs``: the time the first plan
+    (``reserved``, from ``finish_reserve``) kept for the finish, more only if the mandatory passes
+    no longer fit in it, with as many of ``rounds`` as fit in that time. Re-planned by
+    ``finish_reserve`` instead, each check would hand the training FINISH_SHARE of the finish's
+    time again (a 20-min run kept 6 rounds at its start and 2 by the end of its training, and
+    finished with 1); keeping the first plan's rounds instead let a cost measured lower shrink it
+    (a reserve of 15 min fell to 6 and the finish ran 1 round)."""
     if not reserved.refine_all:  # no rounds were reserved: the share of the unrefined plan again
         return finish_reserve(costs, n, subset, 0, seconds_left)
-    return plan_finish(costs, n, reserved.subset, reserved.rounds, seconds_left)
+    seconds = max(reserved.seconds, mandatory_seconds(costs, n))
+    plan = plan_finish(costs, n, reserved.subset, rounds, min(seconds, seconds_left))
+    return replace(plan, seconds=max(plan.seconds, seconds))
 
 
 def check_fits(train_seconds: float, budget: float, last_check_s: float, estimate_s: float) -> bool:
