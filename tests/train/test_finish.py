@@ -13,8 +13,10 @@ from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
 from cryoai.data.training_data import TrainingData
 from cryoai.geometry.rotations import random_rotations
+from cryoai.train import finish
 from cryoai.train.finish import (PoseSettings, final_map_and_poses, final_subset, first_poses, load_reconstruction,
-                                 measure_costs, predict)
+                                 measure_costs, predict, predict_in_time)
+from cryoai.train.time_limit import FinishCosts
 from cryoai.train.predict import refinement_radius
 from cryoai.train.trainer import build_models
 from helpers import tiny_config
@@ -61,6 +63,27 @@ def test_first_poses_take_the_prior_and_predict_only_the_rest(tiny_data):
     assert np.allclose(rot[35:], alone[0], atol=1e-6) and np.allclose(origin[35:], alone[1], atol=1e-6)
     _, predicted = first_poses(encoder, volume, tiny_data, rows, how, None)
     assert predicted == len(rows)
+
+
+def test_poses_are_refined_while_the_refined_rest_fits_then_the_encoders_are_kept(tiny_data, monkeypatch):
+    """Chunks of 20 of 60 rows: with an hour left, all refined (as ``predict``); with no time
+    left, the first chunk refined (it measures the cost), the rest the encoder's, unrefined
+    (as ``predict(refine=False)``), and the log says so."""
+    monkeypatch.setattr(finish, "PREDICT_CHUNK", 20)
+    encoder, volume = build_models(tiny_config(), "cpu")
+    how = PoseSettings(radius=8.0, symmetric=True)
+    rows = np.arange(60)
+    refined, unrefined = predict(encoder, volume, tiny_data, rows, how), predict(encoder, volume, tiny_data, rows, how,
+                                                                                refine=False)
+    costs = FinishCosts(predict_s=0.01, encode_s=0.001, refine_s=0.01, reconstruct_s=0.001)
+    rot, origin = predict_in_time(encoder, volume, tiny_data, rows, how, finish.Deadline(time.time() + 3600, costs))
+    assert np.allclose(rot, refined[0], atol=1e-6) and np.allclose(origin, refined[1], atol=1e-6)
+    assert costs.predict_s != 0.01  # measured on the chunks
+    lines = []
+    rot, origin = predict_in_time(encoder, volume, tiny_data, rows, how, finish.Deadline(time.time(), costs), log=lines.append)
+    assert np.allclose(rot[:20], refined[0][:20], atol=1e-6) and np.allclose(rot[20:], unrefined[0][20:], atol=1e-6)
+    assert np.allclose(origin[20:], unrefined[1][20:], atol=1e-6) and not np.allclose(rot[20:], refined[0][20:], atol=1e-3)
+    assert len(lines) == 1 and "last 40 of 60" in lines[0]
 
 
 def test_final_map_and_poses_from_explicit_models(tiny_data):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from cryoai.geometry.symmetry import distance_modulo_group_deg, group_order, point_group
 from cryoai.physics.backprojection import backproject, reconstruct_in_box, symmetrise_sums
@@ -34,7 +35,7 @@ from cryoai.train.hypotheses import TURNS
 from cryoai.train.predict import predict_poses_sharded
 from cryoai.train.research import FRACTION, research_poses
 from cryoai.train.scores import fit_scores
-from cryoai.train.time_limit import FinishCosts, plan_finish, research_that_fits, rounds_that_fit
+from cryoai.train.time_limit import FinishCosts, plan_finish, refined_poses_fit, research_that_fits, rounds_that_fit
 
 Poses = tuple[np.ndarray, np.ndarray]  # RELION rotation matrices (N, 3, 3), origins (N, 2) in Å
 Prior = tuple[np.ndarray, Poses]  # rows (sorted) and the poses training holds for them (the warm-start subset's)
@@ -47,6 +48,9 @@ CONVERGED_MOVED = 0.01
 # Under a time limit, once no more rounds fit, the time left re-searches more of the worst-fitting
 # poses (``research_that_fits``), if at least this share of the subset fits.
 MIN_RESEARCH = 0.02
+# Under a time limit, poses for many particles are predicted in chunks of this many (or a 20th of
+# them, if more), each refined only while the refined rest still fits (``predict_in_time``)
+PREDICT_CHUNK = 256
 
 
 @dataclass(frozen=True)
@@ -120,22 +124,55 @@ def predict(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: P
 
 def first_poses(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: PoseSettings,
                 prior: Prior | None = None, log: Callable[[str], None] = lambda line: None,
-                refine: bool = True) -> tuple[Poses, int]:
+                clock: Deadline | None = None, to_predict_after: int = 0) -> tuple[Poses, int]:
     """The finish's first poses of ``rows`` (None: all): for the rows ``prior`` holds, its poses
-    (refined during training); for the others the encoder's, refined (``predict``); and how many
-    rows the encoder predicted. At SNR 0.1 the prior fitted better than the encoder's refined pose
-    for 94 % of the warm-start subset (8ZPM, 10k), and its 4000 encoder poses cost 1.2 minutes."""
+    (refined during training); for the others the encoder's, refined (``predict_in_time``, under
+    ``clock`` with ``to_predict_after`` more particles to predict after these); and how many rows
+    the encoder predicted. At SNR 0.1 the prior fitted better than the encoder's refined pose for
+    94 % of the warm-start subset (8ZPM, 10k), and its 4000 encoder poses cost 1.2 minutes."""
     rows = np.arange(len(data.particles)) if rows is None else rows
     held = np.zeros(len(rows), bool) if prior is None else np.isin(rows, prior[0])
     rot, origin = np.empty((len(rows), 3, 3)), np.empty((len(rows), 2))
     if not held.all():
-        rot[~held], origin[~held] = predict(encoder, volume, data, rows[~held], how, refine=refine)
+        rot[~held], origin[~held] = predict_in_time(encoder, volume, data, rows[~held], how, clock, to_predict_after, log)
     if held.any():
         at_prior = np.searchsorted(prior[0], rows[held])  # prior rows are sorted
         rot[held], origin[held] = prior[1][0][at_prior], prior[1][1][at_prior]
         log(f"finish: {int(held.sum())} poses from training (the warm-start subset's), the encoder's for "
             f"{int((~held).sum())}")
     return (rot, origin), int((~held).sum())
+
+
+def predict_in_time(encoder, volume, data: TrainingData, rows: np.ndarray, how: PoseSettings,
+                    clock: Deadline | None, to_predict_after: int = 0,
+                    log: Callable[[str], None] = lambda line: None) -> Poses:
+    """``predict`` of ``rows``, refined. Under ``clock``, in chunks (PREDICT_CHUNK), each timed
+    (``clock.costs.predict_s``) and refined only while refined poses for the rest, and for
+    ``to_predict_after`` more particles, then the map from all and the passes after it, fit in
+    the time left (``refined_poses_fit``); then the encoder's poses for the rest, unrefined. The
+    first chunk is always refined: it measures the cost. A single cost probed beforehand is not
+    enough: with another job beside it, a 20-min run measured 3× the cost, kept the encoder's
+    poses for all 10k particles and ended 8 min early."""
+    if clock is None:
+        return predict(encoder, volume, data, rows, how)
+    n, chunk = len(data.particles), max(PREDICT_CHUNK, len(rows) // 20)
+    rot, origin = np.empty((len(rows), 3, 3)), np.empty((len(rows), 2))
+    quiet = replace(how, progress=False)
+    bar = tqdm(total=len(rows), desc="poses", unit="img", disable=not (how.progress and dist.is_main()))
+    for start in range(0, len(rows), chunk):
+        left = len(rows) - start
+        if start and not dist.from_main(float(refined_poses_fit(clock.costs, left + to_predict_after, n, clock.left()))):
+            rot[start:], origin[start:] = predict(encoder, volume, data, rows[start:], quiet, refine=False)
+            log(f"finish: the encoder's poses for the last {left} of {len(rows)} particles, unrefined: refining "
+                f"them does not fit in the {clock.left() / 60:.1f} min left")
+            bar.update(left)
+            break
+        part, t0 = slice(start, start + chunk), time.time()
+        rot[part], origin[part] = predict(encoder, volume, data, rows[part], quiet)
+        clock.costs.predict_s = (time.time() - t0) / len(rows[part])
+        bar.update(len(rows[part]))
+    bar.close()
+    return rot, origin
 
 
 def final_subset(n: int, size: int, seed: int, include: np.ndarray | None = None) -> np.ndarray:
@@ -204,10 +241,7 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
     last round re-searches more of the worst-fitting poses (``research_in_time_left``): a 20-min
     run on 10k particles ended 216 s early, with a round of 131 s not fitting in its last 234 s."""
     n = len(data.particles)
-    t0 = time.time()
-    poses, predicted = first_poses(encoder, volume, data, rows, how, prior, log)
-    if deadline is not None and predicted:
-        deadline.costs.predict_s = (time.time() - t0) / predicted
+    poses, _ = first_poses(encoder, volume, data, rows, how, prior, log, deadline, n - len(rows))
     searched = None  # positions into rows the last round re-searched, against the map the volume still holds
     for k in range(1, rounds + 1):
         before = poses[0]
@@ -272,37 +306,36 @@ def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, 
     The rows of ``prior`` (the poses training refined for them) join the subset, and start from
     their prior pose (``first_poses``).
 
-    With a ``deadline`` (``time.time()`` seconds), the costs are measured first and the subset
-    cut to what fits (``time_limit.plan_finish``); when at least one round fits, rounds then run
-    while the next one still fits at the costs re-measured on the passes so far (up to
-    ``rounds``: the probe's costs overestimate, and a 10k run planned 1 round and ended 220 s
-    early); the pass over all particles and the final reconstruction always run."""
+    With a ``deadline`` (``time.time()`` seconds), the costs are probed first and the subset
+    cut to what fits (``time_limit.plan_finish``); then, whatever the probe said, rounds run while
+    the next one still fits at the costs measured on the passes so far (up to ``rounds``: a probe
+    can be 3× off on a shared machine), and the poses of many particles are refined only while
+    that fits (``predict_in_time``); the pass over all particles and the final reconstruction
+    always run."""
     n = len(data.particles)
-    clock, refine_all = None, True
+    clock = None
     if deadline is not None:
         clock = Deadline(deadline, measure_costs(encoder, volume, data, how))
         plan = plan_finish(clock.costs, n, subset_size, rounds, clock.left())
         log(f"finish: {plan.rounds} of {rounds} refinement rounds on {min(plan.subset, n)} particles fit in the "
             f"{clock.left() / 60:.1f} min left (estimated {plan.seconds / 60:.1f} min)"
-            + ("" if plan.refine_all else "; not even refined poses for all do: the encoder's poses, unrefined")
-            + ("; more run if the measured passes leave time" if 0 < plan.rounds < rounds else ""))
+            + ("" if plan.refine_all else "; not even refined poses for all do, by the probe's costs")
+            + ("; more run if the measured passes leave time" if plan.rounds < rounds else ""))
         subset_size = int(dist.from_main(float(plan.subset)))
-        rounds = rounds if dist.from_main(float(plan.rounds)) >= 1 else 0
-        refine_all = dist.from_main(float(plan.refine_all)) > 0
     if rounds == 0:  # one pass over all particles, then the map
-        (rot, origin), _ = first_poses(encoder, volume, data, None, how, prior, log, refine=refine_all)
+        (rot, origin), _ = first_poses(encoder, volume, data, None, how, prior, log, clock)
         rows = np.arange(n) if map_rows is None else map_rows((rot, origin))
         load_reconstruction(volume, data, rows, (rot, origin), how)
-        log(f"poses for all {n} particles predicted" + (" and refined" if refine_all else " (encoder only)"))
+        log(f"poses for all {n} particles predicted")
         return rot, origin
     subset = final_subset(n, subset_size, seed, None if prior is None else prior[0])
     rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log, clock, prior)
     if n > len(subset):
         rest = np.setdiff1d(np.arange(n), subset)  # the subset keeps its refined poses
         rot, origin = np.empty((n, 3, 3)), np.empty((n, 2))
-        rot[rest], origin[rest] = predict(encoder, volume, data, rest, how)
+        rot[rest], origin[rest] = predict_in_time(encoder, volume, data, rest, how, clock, log=log)
         rot[subset], origin[subset] = rot_s, origin_s
-        log(f"poses for all {n} particles predicted and refined")
+        log(f"poses for all {n} particles predicted")
     else:
         rot, origin = rot_s, origin_s
     rows = np.arange(n) if map_rows is None else map_rows((rot, origin))
