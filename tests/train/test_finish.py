@@ -111,6 +111,23 @@ def test_a_round_re_searches_a_tenth_or_as_many_as_its_refinement_moved_as_far_a
     assert finish.research_count(before, after, how, finish.Deadline(time.time(), costs), 0, 100) == 10
 
 
+def test_a_rounds_cost_holds_its_usual_share_of_re_search_not_a_large_one(tiny_data, monkeypatch):
+    """A round that re-searched all 60 poses (0.3 s, faked): the re-search costs 0.3/60 s per
+    image, and the round's refinement cost per image holds a tenth of that, not all of it (the
+    next round was costed 2× and did not fit)."""
+    def research(volume, data, rows, poses, count, *args, exclude=None, **kwargs):
+        time.sleep(0.3)
+        return poses, np.arange(len(rows))
+
+    monkeypatch.setattr(finish, "research_poses", research)
+    encoder, volume = build_models(tiny_config(), "cpu")
+    costs = FinishCosts(predict_s=0.01, encode_s=0.001, refine_s=0.01, reconstruct_s=0.001)
+    finish.refine_rounds(encoder, volume, tiny_data, np.arange(60), 1, PoseSettings(radius=8.0, symmetric=True),
+                         deadline=finish.Deadline(time.time() + 3600, costs))
+    assert 0.3 / 60 <= costs.research_s < 0.4 / 60
+    assert costs.refine_s * 60 < 0.3 * 0.1 + 0.25  # the refinement itself, of 60 tiny images, well under 0.25 s
+
+
 def test_final_map_and_poses_from_explicit_models(tiny_data):
     """Rounds on a subset, then every particle: poses for all, a round callback per round, and
     the volume left holding the final reconstruction."""

@@ -261,10 +261,11 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
         t_research = time.time()
         count = research_count(before, poses[0], how, deadline, n - len(rows), n)
         poses, searched = research_poses(volume, data, rows, poses, count, how.device, how.workers)
-        if deadline is not None:  # the round's refinement cost includes its re-search
-            deadline.costs.reconstruct_s, deadline.costs.refine_s = t_reconstruct / len(rows), (time.time() - t0) / len(rows)
+        if deadline is not None:  # a round's refinement cost includes a re-search of its usual share
             if len(searched):
                 deadline.costs.research_s = (time.time() - t_research) / len(searched)
+            deadline.costs.reconstruct_s = t_reconstruct / len(rows)
+            deadline.costs.refine_s = (t_research - t0) / len(rows) + how.research_fraction * deadline.costs.research_s
         moved = float(dist.from_main(float(np.mean(distance_modulo_group_deg(before, poses[0], how.symmetry) > MOVED_DEG))))
         log(f"final refinement {k}/{rounds}: reconstructed from {len(rows)} poses, refined; "
             f"{100 * moved:.1f}% of them moved > {MOVED_DEG:g}°")
