@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 import pytest
-import roma
 import torch
 
 from cryoai.data.particles import load_particles
@@ -86,29 +84,6 @@ def test_poses_are_refined_while_the_refined_rest_fits_then_the_encoders_are_kep
     assert np.allclose(rot[:20], refined[0][:20], atol=1e-6) and np.allclose(rot[20:], unrefined[0][20:], atol=1e-6)
     assert np.allclose(origin[20:], unrefined[1][20:], atol=1e-6) and not np.allclose(rot[20:], refined[0][20:], atol=1e-3)
     assert len(lines) == 1 and "last 40 of 60" in lines[0]
-
-
-def test_a_round_re_searches_a_tenth_or_as_many_as_its_refinement_moved_as_far_as_that_fits():
-    """100 poses, 30 of them turned 10° by the round's refinement, 20 by 2°: 30 re-searched (a
-    tenth would be 10); with 5 moved, the tenth; none when the fraction is 0; under a deadline
-    the extra only as far as it fits with a round after it: 40 s to spare after a round of
-    1.25·100·0.1 s, at 2 s per re-searched image (SAFETY 1.25), fit 16."""
-    rng = np.random.default_rng(0)
-    before = random_rotations(100, rng)
-    axes = rng.standard_normal((100, 3))
-    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
-    angles = np.zeros(100)
-    angles[:30], angles[30:50] = 10.0, 2.0
-    after = roma.rotvec_to_rotmat(torch.from_numpy(axes * np.deg2rad(angles)[:, None])).numpy() @ before
-    how = PoseSettings(radius=8.0, symmetric=True)
-    assert finish.research_count(before, after, how, None, 0, 100) == 30
-    angles[5:30] = 2.0
-    fewer = roma.rotvec_to_rotmat(torch.from_numpy(axes * np.deg2rad(angles)[:, None])).numpy() @ before
-    assert finish.research_count(before, fewer, how, None, 0, 100) == 10
-    assert finish.research_count(before, after, replace(how, research_fraction=0.0), None, 0, 100) == 0
-    costs = FinishCosts(predict_s=0.0, encode_s=0.0, refine_s=0.1, reconstruct_s=0.0, render_s=0.0, research_s=2.0)
-    assert finish.research_count(before, after, how, finish.Deadline(time.time() + 12.5 + 40.5, costs), 0, 100) == 16
-    assert finish.research_count(before, after, how, finish.Deadline(time.time(), costs), 0, 100) == 10
 
 
 def test_a_rounds_cost_holds_its_usual_share_of_re_search_not_a_large_one(tiny_data, monkeypatch):
@@ -231,18 +206,15 @@ def test_the_time_left_after_the_rounds_re_searches_more_of_the_worst(tiny_data,
     lines = []
     final_map_and_poses(encoder, volume, tiny_data, PoseSettings(radius=8.0, symmetric=True), subset_size=60,
                         rounds=1, seed=0, log=lines.append, deadline=time.time() + 600)
-    assert calls[0] == (15, None)  # the cost probe's: the quarter of the 60 images it probes
-    first, exclude = calls[1]  # the round's: a tenth of 60, or as many as its refinement moved
-    assert 6 <= first <= 60 and exclude is None
-    rest = [count for count, _ in calls[2:]]  # the others fit in 10 minutes, a round's share at a time
-    assert rest == [6] * -(-(60 - first) // 6)
-    for k, (_, exclude) in enumerate(calls[2:]):  # never one already re-searched against this map
-        assert np.array_equal(exclude, np.arange(first + 6 * k))
-    assert first == 60 or any(f"{60 - first} more of the worst-fitting poses re-searched" in line for line in lines), lines
+    assert calls[0] == (6, None)  # the round's: a tenth of 60
+    assert [count for count, _ in calls[1:]] == [6] * 9  # the other 54 fit in 10 minutes, a round's share at a time
+    for k, (_, exclude) in enumerate(calls[1:], 1):  # never one already re-searched against this map
+        assert np.array_equal(exclude, np.arange(6 * k))
+    assert any("54 more of the worst-fitting poses re-searched" in line for line in lines), lines
     calls.clear()
     final_map_and_poses(encoder, volume, tiny_data, PoseSettings(radius=8.0, symmetric=True), subset_size=60,
                         rounds=1, seed=0, log=lines.append)
-    assert len(calls) == 1  # without a time limit, the rounds alone (no probe)
+    assert len(calls) == 1  # without a time limit, the rounds alone
 
 
 def test_refinement_from_given_poses_uses_one_start(monkeypatch):

@@ -35,7 +35,7 @@ from cryoai.train.hypotheses import TURNS
 from cryoai.train.predict import predict_poses_sharded
 from cryoai.train.research import FRACTION, research_poses
 from cryoai.train.scores import fit_scores
-from cryoai.train.time_limit import SAFETY, FinishCosts, plan_finish, refined_poses_fit, research_that_fits, rounds_that_fit
+from cryoai.train.time_limit import FinishCosts, plan_finish, refined_poses_fit, research_that_fits, rounds_that_fit
 
 Poses = tuple[np.ndarray, np.ndarray]  # RELION rotation matrices (N, 3, 3), origins (N, 2) in Å
 Prior = tuple[np.ndarray, Poses]  # rows (sorted) and the poses training holds for them (the warm-start subset's)
@@ -204,8 +204,8 @@ def measure_costs(encoder, volume, data: TrainingData, how: PoseSettings, probe:
     """Seconds per image of the finish's passes, timed on ``probe`` images: a pose (encoder and
     refinement at the finish's radius, the loss radius at its end), the reconstruction (its
     fixed cost spread over the probe: an overestimate for larger sets), a refinement from those
-    poses (a round's), the encoder alone, the fit scores (a render each, as the contrast
-    scales) and a global re-search."""
+    poses (a round's), the encoder alone and the fit scores (a render each, as the contrast
+    scales)."""
     rows = np.arange(min(probe, len(data.particles)))
     quarter = rows[: max(1, len(rows) // 4)]
     at_end = replace(how, radius=data.train_box / 2, progress=False)
@@ -220,11 +220,9 @@ def measure_costs(encoder, volume, data: TrainingData, how: PoseSettings, probe:
     predict(encoder, volume, data, quarter, at_end, refine=False)
     t4 = time.time()
     fit_scores(volume, data, rows, (rot, origin), device=how.device, workers=how.workers)
-    t5 = time.time()
-    research_poses(volume, data, quarter, (rot[quarter], origin[quarter]), len(quarter), how.device, how.workers)
     per = 1 / len(rows)
     return FinishCosts(predict_s=(t1 - t0) * per, encode_s=(t4 - t3) / len(quarter), refine_s=(t3 - t2) / len(quarter),
-                       reconstruct_s=(t2 - t1) * per, render_s=(t5 - t4) * per, research_s=(time.time() - t5) / len(quarter))
+                       reconstruct_s=(t2 - t1) * per, render_s=(time.time() - t4) * per)
 
 
 def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds: int, how: PoseSettings,
@@ -259,8 +257,8 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
         t0 = time.time()
         poses = predict(encoder, volume, data, rows, how, start=poses)
         t_research = time.time()
-        count = research_count(before, poses[0], how, deadline, n - len(rows), n)
-        poses, searched = research_poses(volume, data, rows, poses, count, how.device, how.workers)
+        poses, searched = research_poses(volume, data, rows, poses, round(how.research_fraction * len(rows)),
+                                         how.device, how.workers)
         if deadline is not None:  # a round's refinement cost includes a re-search of its usual share
             if len(searched):
                 deadline.costs.research_s = (time.time() - t_research) / len(searched)
@@ -275,26 +273,6 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
     if deadline is not None and searched is not None:
         poses = research_in_time_left(volume, data, rows, poses, searched, how, deadline, log)
     return poses
-
-
-def research_count(before: np.ndarray, after: np.ndarray, how: PoseSettings, deadline: Deadline | None,
-                   n_left_to_predict: int, n: int) -> int:
-    """How many of a round's poses its re-search takes (the worst-fitting): ``how.research_fraction``
-    of them (0: none), or as many as the round's refinement moved (``before`` → ``after``
-    rotations) by more than MOVED_DEG if more, poses that are not settled yet; under a
-    ``deadline``, the extra only as far as it fits before the passes that must follow
-    (``research_that_fits``) with one more round after it. From an undertrained encoder's poses,
-    noise-free 10k runs moved 66 %, 34 %, 19 %, 12 % in rounds re-searching a tenth each."""
-    base = round(how.research_fraction * len(after))
-    if base == 0:
-        return 0
-    moved = float(dist.from_main(float(np.mean(distance_modulo_group_deg(before, after, how.symmetry) > MOVED_DEG))))
-    count = max(base, round(moved * len(after)))
-    if deadline is not None:
-        after_it = deadline.left() - SAFETY * len(after) * deadline.costs.round_s()  # the next round's time kept
-        fits = int(dist.from_main(float(research_that_fits(deadline.costs, n_left_to_predict, n, after_it))))
-        count = min(count, max(base, fits))
-    return count
 
 
 def research_in_time_left(volume, data: TrainingData, rows: np.ndarray, poses: Poses, searched: np.ndarray,

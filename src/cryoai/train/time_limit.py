@@ -141,8 +141,9 @@ def rounds_that_fit(costs: FinishCosts, n_left_to_predict: int, n: int, subset: 
 
 
 def research_that_fits(costs: FinishCosts, n_left_to_predict: int, n: int, seconds_left: float) -> int:
-    """During the finish: how many images a global re-search fits in ``seconds_left`` after the
-    passes that must follow (as ``rounds_that_fit``); 0 while its cost is unmeasured."""
+    """During the finish, once no more rounds run: how many images a global re-search fits in
+    ``seconds_left`` after the passes that must follow (as ``rounds_that_fit``); 0 while its cost
+    is unmeasured."""
     if costs.research_s <= 0:
         return 0
     spare = seconds_left - still_to_run(costs, n_left_to_predict, n)
