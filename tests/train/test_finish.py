@@ -46,23 +46,31 @@ def tiny_data(tmp_path_factory):
     return TrainingData(load_particles(out / "particles.star"), 16, 16)
 
 
-def test_first_poses_take_the_prior_and_predict_only_the_rest(tiny_data):
-    """Rows the prior holds start from its poses exactly (no encoder pass for them); the others
-    get the encoder's refined poses, the same as ``predict`` alone gives them, and their count is
-    returned; without a prior every row is predicted."""
+def test_first_poses_take_the_prior_and_predict_only_the_rest(tiny_data, monkeypatch):
+    """Rows the prior holds start from its poses exactly (no encoder pass for them: the encoder
+    predicts 20 rows); the others get the encoder's refined poses, the same as ``predict`` alone
+    gives them; without a prior every row is predicted."""
     rng = np.random.default_rng(0)
     encoder, volume = build_models(tiny_config(), "cpu")
     how = PoseSettings(radius=8.0, symmetric=True)
     rows = np.arange(5, 60)  # the rows asked about; the prior also holds rows 0-4, not among them
     prior_rows = np.arange(0, 40)
     prior = (prior_rows, (random_rotations(40, rng), rng.normal(0, 4, (40, 2))))
-    (rot, origin), predicted = first_poses(encoder, volume, tiny_data, rows, how, prior)
-    assert predicted == 20
+    predicted = []
+
+    def counted(encoder, volume, data, rows, *args, **kwargs):
+        predicted.append(len(rows))
+        return predict(encoder, volume, data, rows, *args, **kwargs)
+
+    monkeypatch.setattr(finish, "predict", counted)
+    rot, origin = first_poses(encoder, volume, tiny_data, rows, how, prior)
+    assert predicted == [20]
     assert np.array_equal(rot[:35], prior[1][0][5:]) and np.array_equal(origin[:35], prior[1][1][5:])
     alone = predict(encoder, volume, tiny_data, rows[35:], how)
     assert np.allclose(rot[35:], alone[0], atol=1e-6) and np.allclose(origin[35:], alone[1], atol=1e-6)
-    _, predicted = first_poses(encoder, volume, tiny_data, rows, how, None)
-    assert predicted == len(rows)
+    predicted.clear()
+    first_poses(encoder, volume, tiny_data, rows, how, None)
+    assert predicted == [len(rows)]
 
 
 def test_poses_are_refined_while_the_refined_rest_fits_then_the_encoders_are_kept(tiny_data, monkeypatch):

@@ -124,11 +124,10 @@ def predict(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: P
 
 def first_poses(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: PoseSettings,
                 prior: Prior | None = None, log: Callable[[str], None] = lambda line: None,
-                clock: Deadline | None = None, to_predict_after: int = 0) -> tuple[Poses, int]:
+                clock: Deadline | None = None, to_predict_after: int = 0) -> Poses:
     """The finish's first poses of ``rows`` (None: all): for the rows ``prior`` holds, its poses
     (refined during training); for the others the encoder's, refined (``predict_in_time``, under
-    ``clock`` with ``to_predict_after`` more particles to predict after these); and how many rows
-    the encoder predicted. At SNR 0.1 the prior fitted better than the encoder's refined pose for
+    ``clock`` with ``to_predict_after`` more particles to predict after these). At SNR 0.1 the prior fitted better than the encoder's refined pose for
     94 % of the warm-start subset (8ZPM, 10k), and its 4000 encoder poses cost 1.2 minutes."""
     rows = np.arange(len(data.particles)) if rows is None else rows
     held = np.zeros(len(rows), bool) if prior is None else np.isin(rows, prior[0])
@@ -140,7 +139,7 @@ def first_poses(encoder, volume, data: TrainingData, rows: np.ndarray | None, ho
         rot[held], origin[held] = prior[1][0][at_prior], prior[1][1][at_prior]
         log(f"finish: {int(held.sum())} poses from training (the warm-start subset's), the encoder's for "
             f"{int((~held).sum())}")
-    return (rot, origin), int((~held).sum())
+    return rot, origin
 
 
 def predict_in_time(encoder, volume, data: TrainingData, rows: np.ndarray, how: PoseSettings,
@@ -241,7 +240,7 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
     last round re-searches more of the worst-fitting poses (``research_in_time_left``): a 20-min
     run on 10k particles ended 216 s early, with a round of 131 s not fitting in its last 234 s."""
     n = len(data.particles)
-    poses, _ = first_poses(encoder, volume, data, rows, how, prior, log, deadline, n - len(rows))
+    poses = first_poses(encoder, volume, data, rows, how, prior, log, deadline, n - len(rows))
     searched = None  # positions into rows the last round re-searched, against the map the volume still holds
     for k in range(1, rounds + 1):
         before = poses[0]
@@ -324,7 +323,7 @@ def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, 
             + ("; more run if the measured passes leave time" if plan.rounds < rounds else ""))
         subset_size = int(dist.from_main(float(plan.subset)))
     if rounds == 0:  # one pass over all particles, then the map
-        (rot, origin), _ = first_poses(encoder, volume, data, None, how, prior, log, clock)
+        rot, origin = first_poses(encoder, volume, data, None, how, prior, log, clock)
         rows = np.arange(n) if map_rows is None else map_rows((rot, origin))
         load_reconstruction(volume, data, rows, (rot, origin), how)
         log(f"poses for all {n} particles predicted")

@@ -120,7 +120,7 @@ def plan_finish(costs: FinishCosts, n: int, subset: int, rounds: int, seconds_le
     return FinishPlan(subset, fit, finish_seconds(costs, n, subset, fit))
 
 
-def still_to_run(costs: FinishCosts, n_left_to_predict: int, n: int) -> float:
+def _still_to_run(costs: FinishCosts, n_left_to_predict: int, n: int) -> float:
     """During the finish, the passes that must still run (SAFETY included): a pose for each of the
     ``n_left_to_predict`` particles not yet predicted, then the map from all ``n`` and what follows it."""
     return SAFETY * (n_left_to_predict * costs.predict_s + n * (costs.reconstruct_s + costs.after_s(n)))
@@ -129,14 +129,14 @@ def still_to_run(costs: FinishCosts, n_left_to_predict: int, n: int) -> float:
 def refined_poses_fit(costs: FinishCosts, n_left_to_predict: int, n: int, seconds_left: float) -> bool:
     """During the finish: whether refined poses for the ``n_left_to_predict`` particles still
     without one, then the map from all ``n`` and what follows it, fit in ``seconds_left``."""
-    return still_to_run(costs, n_left_to_predict, n) <= seconds_left
+    return _still_to_run(costs, n_left_to_predict, n) <= seconds_left
 
 
 def rounds_that_fit(costs: FinishCosts, n_left_to_predict: int, n: int, subset: int, seconds_left: float) -> int:
     """During the finish: how many more rounds on ``subset`` fit in ``seconds_left``, after the
     pass over the ``n_left_to_predict`` particles not yet predicted and the map from all ``n``."""
     per_round = SAFETY * subset * costs.round_s()
-    spare = seconds_left - still_to_run(costs, n_left_to_predict, n)
+    spare = seconds_left - _still_to_run(costs, n_left_to_predict, n)
     return max(0, math.floor(spare / per_round)) if per_round > 0 else 0
 
 
@@ -146,7 +146,7 @@ def research_that_fits(costs: FinishCosts, n_left_to_predict: int, n: int, secon
     is unmeasured."""
     if costs.research_s <= 0:
         return 0
-    spare = seconds_left - still_to_run(costs, n_left_to_predict, n)
+    spare = seconds_left - _still_to_run(costs, n_left_to_predict, n)
     return max(0, math.floor(spare / (SAFETY * costs.research_s)))
 
 
