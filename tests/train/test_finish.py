@@ -12,7 +12,7 @@ from cryoai.data.particles import load_particles
 from cryoai.phantom import phantom_map
 from cryoai.simulate import simulate
 from cryoai.data.training_data import TrainingData
-from cryoai.geometry.rotations import random_rotations
+from cryoai.geometry.symmetry import distance_modulo_group_deg
 from cryoai.train import finish
 from cryoai.train.finish import (PoseSettings, final_map_and_poses, final_subset, first_poses, load_reconstruction,
                                  measure_costs, predict, predict_in_time)
@@ -47,30 +47,53 @@ def tiny_data(tmp_path_factory):
 
 
 def test_first_poses_take_the_prior_and_predict_only_the_rest(tiny_data, monkeypatch):
-    """Rows the prior holds start from its poses exactly (no encoder pass for them: the encoder
-    predicts 20 rows); the others get the encoder's refined poses, the same as ``predict`` alone
-    gives them; without a prior every row is predicted."""
-    rng = np.random.default_rng(0)
+    """Rows the prior holds start from its poses exactly; the others get the encoder's refined
+    poses, the same as ``predict`` alone gives them, when the prior agrees with the encoder (here
+    it is the encoder's own poses); the encoder refines only the 20 rows the prior lacks (its other
+    pass is unrefined: the agreement); without a prior every row is predicted."""
     encoder, volume = build_models(tiny_config(), "cpu")
     how = PoseSettings(radius=8.0, symmetric=True)
     rows = np.arange(5, 60)  # the rows asked about; the prior also holds rows 0-4, not among them
     prior_rows = np.arange(0, 40)
-    prior = (prior_rows, (random_rotations(40, rng), rng.normal(0, 4, (40, 2))))
-    predicted = []
+    prior = (prior_rows, predict(encoder, volume, tiny_data, prior_rows, how, refine=False))
+    refined = []
 
-    def counted(encoder, volume, data, rows, *args, **kwargs):
-        predicted.append(len(rows))
-        return predict(encoder, volume, data, rows, *args, **kwargs)
+    def counted(encoder, volume, data, rows, *args, refine=True, **kwargs):
+        refined.extend([len(rows)] if refine else [])
+        return predict(encoder, volume, data, rows, *args, refine=refine, **kwargs)
 
     monkeypatch.setattr(finish, "predict", counted)
-    rot, origin = first_poses(encoder, volume, tiny_data, rows, how, prior)
-    assert predicted == [20]
+    lines = []
+    rot, origin = first_poses(encoder, volume, tiny_data, rows, how, prior, log=lines.append)
+    assert refined == [20] and "the encoder's for 20" in lines[-1]
     assert np.array_equal(rot[:35], prior[1][0][5:]) and np.array_equal(origin[:35], prior[1][1][5:])
     alone = predict(encoder, volume, tiny_data, rows[35:], how)
     assert np.allclose(rot[35:], alone[0], atol=1e-6) and np.allclose(origin[35:], alone[1], atol=1e-6)
-    predicted.clear()
+    refined.clear()
     first_poses(encoder, volume, tiny_data, rows, how, None)
-    assert predicted == [len(rows)]
+    assert refined == [len(rows)]
+
+
+def test_an_encoder_that_disagrees_with_the_prior_gives_way_to_a_global_search(tmp_path):
+    """An untrained encoder and a prior at the true poses of rows 0-59 (a phantom, L = 32, SNR 10;
+    at L = 16 the search's coarse box of 2.5 px cannot tell the phantom's views apart): the
+    encoder lies far from the prior, so rows 60-99 are searched globally against the prior's map
+    and land near their true poses, where the encoder's are random."""
+    simulate(phantom_map(32, 4.0), 4.0, 100, tmp_path, snr=10.0, shift_std_A=4.0, seed=1, progress=False)
+    data = TrainingData(load_particles(tmp_path / "particles.star"), 32, 16)
+    truth = load_particles(tmp_path / "truth.star")
+    encoder, volume = build_models(tiny_config(train_box=32), "cpu")
+    how = PoseSettings(radius=16.0, symmetric=True)
+    prior = (np.arange(60), (truth.rotations[:60], truth.origins_A[:60]))
+    assert finish.encoder_agreement_deg(encoder, volume, data, prior, how) > finish.TRUST_ENCODER_DEG
+    lines = []
+    rot, origin = first_poses(encoder, volume, data, np.arange(100), how, prior, log=lines.append)
+    assert "searched globally" in lines[0] and "a global search's for 40" in lines[-1]
+    searched = distance_modulo_group_deg(rot[60:], truth.rotations[60:], "C1")
+    encoders = distance_modulo_group_deg(predict(encoder, volume, data, np.arange(60, 100), how, refine=False)[0],
+                                         truth.rotations[60:], "C1")
+    assert np.median(searched) < 6 and np.median(encoders) > 40
+    assert np.median(np.linalg.norm(origin[60:] - truth.origins_A[60:], axis=1)) < data.apix
 
 
 def test_poses_are_refined_while_the_refined_rest_fits_then_the_encoders_are_kept(tiny_data, monkeypatch):

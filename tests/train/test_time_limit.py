@@ -9,7 +9,7 @@ import pytest
 from cryoai.train.time_limit import (MIN_FINISH_SUBSET, MIN_WARM_IMAGES, SAFETY, WARM_PER_IMAGE_S, WARM_SHARE,
                                      FINISH_SHARE, FinishCosts, finish_reserve, finish_seconds, keep_reserve,
                                      mandatory_seconds, plan_finish, research_that_fits, rounds_that_fit,
-                                     warm_start_images)
+                                     searched_poses_fit, warm_start_images)
 
 COSTS = FinishCosts(predict_s=0.01, encode_s=0.003, refine_s=0.008, reconstruct_s=0.002)  # a round: 0.01 s per image
 # after the map, per particle of 10000: 2 renders (unmeasured: costed as back-projections), the
@@ -84,6 +84,16 @@ def test_the_time_no_round_fits_in_re_searches_as_many_images_as_fit():
     assert research_that_fits(replace(COSTS, research_s=0.05), 5000, 10000, left + 40.0) == 640
     assert research_that_fits(COSTS, 5000, 10000, left + 40.0) == 0  # research_s 0: not measured yet
     assert research_that_fits(replace(COSTS, research_s=0.05), 5000, 10000, left - 1.0) == 0
+
+
+def test_a_global_search_runs_while_it_and_the_passes_after_it_fit():
+    """2000 images to search at 0.05 s (1.25·100 = 125 s), then as in
+    ``test_rounds_that_fit_during_the_finish`` 5000 to predict, the map and what follows it."""
+    left = 62.5 + 25.0 + 1.25 * 10000 * AFTER
+    costs = replace(COSTS, research_s=0.05)
+    assert searched_poses_fit(costs, 2000, 5000, 10000, left + 125.0 + 0.5)
+    assert not searched_poses_fit(costs, 2000, 5000, 10000, left + 125.0 - 0.5)
+    assert searched_poses_fit(costs, 0, 5000, 10000, left + 0.5)
 
 
 def test_a_re_plan_during_training_keeps_the_time_the_first_plan_reserved():

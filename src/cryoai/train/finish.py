@@ -1,8 +1,9 @@
 """After training: the final poses and map (the last stage of ``cryoai train``).
 
 On a fixed-size subset (``final_subset`` particles, all of them in a smaller set, the
-warm-start subset among them): poses from the encoder with local refinement, or for the
-warm-start subset the poses training refined for it (``first_poses``),
+warm-start subset among them): for the warm-start subset the poses training refined for it,
+for the others poses from the encoder with local refinement, or, where the encoder has not
+learned the subset's poses, from a global search against the subset's map (``first_poses``),
 then up to ``rounds`` of direct reconstruction and refinement against it, until the poses stop
 moving (CONVERGED_MOVED), and under a time limit a re-search of more of the worst-fitting poses
 in the time no round fits in. Then every particle gets its pose from the encoder, refined against
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from cryoai.eval.diagnostics import MAX_POSE_CHANGE_DEG
 from cryoai.geometry.symmetry import distance_modulo_group_deg, group_order, point_group
 from cryoai.physics.backprojection import backproject, reconstruct_in_box, symmetrise_sums
 from cryoai.train import distributed as dist
@@ -35,7 +37,8 @@ from cryoai.train.hypotheses import TURNS
 from cryoai.train.predict import predict_poses_sharded
 from cryoai.train.research import FRACTION, research_poses
 from cryoai.train.scores import fit_scores
-from cryoai.train.time_limit import FinishCosts, plan_finish, refined_poses_fit, research_that_fits, rounds_that_fit
+from cryoai.train.time_limit import (FinishCosts, plan_finish, refined_poses_fit, research_that_fits, rounds_that_fit,
+                                    searched_poses_fit)
 
 Poses = tuple[np.ndarray, np.ndarray]  # RELION rotation matrices (N, 3, 3), origins (N, 2) in Å
 Prior = tuple[np.ndarray, Poses]  # rows (sorted) and the poses training holds for them (the warm-start subset's)
@@ -51,6 +54,13 @@ MIN_RESEARCH = 0.02
 # Under a time limit, poses for many particles are predicted in chunks of this many (or a 20th of
 # them, if more), each refined only while the refined rest still fits (``predict_in_time``)
 PREDICT_CHUNK = 256
+# The finish's first poses of the particles outside the warm-start subset come from the encoder
+# only if its poses of the subset lie within this median angle of those training refined there
+# (the final check's pose-stability bound); else from a global search against the subset's map.
+# At SNR 0.1 (10k, 20-min runs) the encoder stayed 51° (8ZPM) and 60° (4AKE) off, and the first
+# round from its refined poses moved 53-54 % of them by more than 5°.
+TRUST_ENCODER_DEG = MAX_POSE_CHANGE_DEG
+AGREEMENT_ROWS = 512  # of the subset, compared
 
 
 @dataclass(frozen=True)
@@ -127,18 +137,75 @@ def first_poses(encoder, volume, data: TrainingData, rows: np.ndarray | None, ho
                 clock: Deadline | None = None, to_predict_after: int = 0) -> Poses:
     """The finish's first poses of ``rows`` (None: all): for the rows ``prior`` holds, its poses
     (refined during training); for the others the encoder's, refined (``predict_in_time``, under
-    ``clock`` with ``to_predict_after`` more particles to predict after these). At SNR 0.1 the prior fitted better than the encoder's refined pose for
-    94 % of the warm-start subset (8ZPM, 10k), and its 4000 encoder poses cost 1.2 minutes."""
+    ``clock`` with ``to_predict_after`` more particles to predict after these), or, when the
+    encoder has not learned the prior's poses (``encoder_agreement_deg`` above TRUST_ENCODER_DEG),
+    a global search against the prior's map (``search_in_time``). At SNR 0.1 the prior fitted
+    better than the encoder's refined pose for 94 % of the warm-start subset (8ZPM, 10k), and
+    its 4000 encoder poses cost 1.2 minutes."""
     rows = np.arange(len(data.particles)) if rows is None else rows
     held = np.zeros(len(rows), bool) if prior is None else np.isin(rows, prior[0])
     rot, origin = np.empty((len(rows), 3, 3)), np.empty((len(rows), 2))
+    source = "the encoder's"
     if not held.all():
-        rot[~held], origin[~held] = predict_in_time(encoder, volume, data, rows[~held], how, clock, to_predict_after, log)
+        agreement = None if prior is None else float(dist.from_main(encoder_agreement_deg(encoder, volume, data, prior, how)))
+        if agreement is not None and agreement > TRUST_ENCODER_DEG:
+            log(f"finish: the encoder's poses of the warm-start subset lie {agreement:.1f}° (median) from those "
+                f"training refined, over {TRUST_ENCODER_DEG:g}°: the other particles are searched globally against "
+                "the subset's map instead")
+            rot[~held], origin[~held] = search_in_time(encoder, volume, data, rows[~held], how, prior, clock,
+                                                       to_predict_after, log)
+            source = "a global search's"
+        else:
+            rot[~held], origin[~held] = predict_in_time(encoder, volume, data, rows[~held], how, clock,
+                                                        to_predict_after, log)
     if held.any():
         at_prior = np.searchsorted(prior[0], rows[held])  # prior rows are sorted
         rot[held], origin[held] = prior[1][0][at_prior], prior[1][1][at_prior]
-        log(f"finish: {int(held.sum())} poses from training (the warm-start subset's), the encoder's for "
+        log(f"finish: {int(held.sum())} poses from training (the warm-start subset's), {source} for "
             f"{int((~held).sum())}")
+    return rot, origin
+
+
+def encoder_agreement_deg(encoder, volume, data: TrainingData, prior: Prior, how: PoseSettings,
+                          rows: int = AGREEMENT_ROWS) -> float:
+    """The median angle (degrees, modulo ``how.symmetry``) between the encoder's poses (unrefined)
+    of up to ``rows`` of the rows ``prior`` holds, evenly spread, and the prior's poses of them."""
+    at = np.unique(np.linspace(0, len(prior[0]) - 1, min(rows, len(prior[0]))).round().astype(np.int64))
+    rot, _ = predict(encoder, volume, data, prior[0][at], replace(how, progress=False), refine=False)
+    return float(np.median(distance_modulo_group_deg(rot, prior[1][0][at], how.symmetry)))
+
+
+def search_in_time(encoder, volume, data: TrainingData, rows: np.ndarray, how: PoseSettings, prior: Prior,
+                   clock: Deadline | None, to_predict_after: int = 0,
+                   log: Callable[[str], None] = lambda line: None) -> Poses:
+    """Poses of ``rows`` from a global search (``research_poses`` of every one) against the map
+    ``volume`` is then set to, reconstructed from the ``prior`` rows at its poses; an encoder's
+    pose is kept where it fits better. Under ``clock``, in chunks (as ``predict_in_time``), each
+    timed (``clock.costs.research_s``) and run only while searched poses for the rest, then
+    refined poses for ``to_predict_after`` more particles, the map and the passes after it, fit
+    in the time left (``searched_poses_fit``); then ``predict_in_time`` for the rest."""
+    load_reconstruction(volume, data, prior[0], prior[1], how)
+    quiet = replace(how, progress=False)
+    rot, origin = predict(encoder, volume, data, rows, quiet, refine=False)
+    n, chunk = len(data.particles), max(PREDICT_CHUNK, len(rows) // 20)
+    bar = tqdm(total=len(rows), desc="search", unit="img", disable=not (how.progress and dist.is_main()))
+    for start in range(0, len(rows), chunk):
+        left = len(rows) - start
+        if (start and clock is not None and not
+                dist.from_main(float(searched_poses_fit(clock.costs, left, to_predict_after, n, clock.left())))):
+            log(f"finish: the last {left} of {len(rows)} particles are not searched (it does not fit in the "
+                f"{clock.left() / 60:.1f} min left): the encoder's poses for them")
+            rot[start:], origin[start:] = predict_in_time(encoder, volume, data, rows[start:], how, clock,
+                                                          to_predict_after, log)
+            bar.update(left)
+            break
+        part, t0 = slice(start, start + chunk), time.time()
+        (rot[part], origin[part]), _ = research_poses(volume, data, rows[part], (rot[part], origin[part]),
+                                                      len(rows[part]), how.device, how.workers)
+        if clock is not None:
+            clock.costs.research_s = (time.time() - t0) / len(rows[part])
+        bar.update(len(rows[part]))
+    bar.close()
     return rot, origin
 
 

@@ -132,6 +132,14 @@ def refined_poses_fit(costs: FinishCosts, n_left_to_predict: int, n: int, second
     return _still_to_run(costs, n_left_to_predict, n) <= seconds_left
 
 
+def searched_poses_fit(costs: FinishCosts, n_left_to_search: int, n_left_to_predict: int, n: int,
+                       seconds_left: float) -> bool:
+    """During the finish: whether a global search for ``n_left_to_search`` particles, then refined
+    poses for ``n_left_to_predict`` more, the map from all ``n`` and what follows it, fit in
+    ``seconds_left``."""
+    return SAFETY * n_left_to_search * costs.research_s + _still_to_run(costs, n_left_to_predict, n) <= seconds_left
+
+
 def rounds_that_fit(costs: FinishCosts, n_left_to_predict: int, n: int, subset: int, seconds_left: float) -> int:
     """During the finish: how many more rounds on ``subset`` fit in ``seconds_left``, after the
     pass over the ``n_left_to_predict`` particles not yet predicted and the map from all ``n``."""
