@@ -145,22 +145,24 @@ def first_poses(encoder, volume, data: TrainingData, rows: np.ndarray | None, ho
     rows = np.arange(len(data.particles)) if rows is None else rows
     held = np.zeros(len(rows), bool) if prior is None else np.isin(rows, prior[0])
     rot, origin = np.empty((len(rows), 3, 3)), np.empty((len(rows), 2))
-    source = "the encoder's"
+    search = False
     if not held.all():
-        agreement = None if prior is None else float(dist.from_main(encoder_agreement_deg(encoder, volume, data, prior, how)))
-        if agreement is not None and agreement > TRUST_ENCODER_DEG:
+        if prior is not None:
+            agreement = float(dist.from_main(encoder_agreement_deg(encoder, volume, data, prior, how)))
+            search = agreement > TRUST_ENCODER_DEG
             log(f"finish: the encoder's poses of the warm-start subset lie {agreement:.1f}° (median) from those "
-                f"training refined, over {TRUST_ENCODER_DEG:g}°: the other particles are searched globally against "
-                "the subset's map instead")
+                "training refined" + (f", over {TRUST_ENCODER_DEG:g}°: the other particles are searched globally "
+                                      "against the subset's map instead" if search else ""))
+        if search:
             rot[~held], origin[~held] = search_in_time(encoder, volume, data, rows[~held], how, prior, clock,
                                                        to_predict_after, log)
-            source = "a global search's"
         else:
             rot[~held], origin[~held] = predict_in_time(encoder, volume, data, rows[~held], how, clock,
                                                         to_predict_after, log)
     if held.any():
         at_prior = np.searchsorted(prior[0], rows[held])  # prior rows are sorted
         rot[held], origin[held] = prior[1][0][at_prior], prior[1][1][at_prior]
+        source = "a global search's" if search else "the encoder's"
         log(f"finish: {int(held.sum())} poses from training (the warm-start subset's), {source} for "
             f"{int((~held).sum())}")
     return rot, origin
