@@ -141,7 +141,7 @@ def test_evaluate_cli_json(tmp_path, capsys):
     assert m["n_particles"] == n
     assert m["hand"] == "flipped"
     assert m["rot_median_deg"] < 5.0 and 0.7 < m["frac_within_20deg"] < 0.9
-    assert m["trans_median_A"] == pytest.approx(1.0) and m["trans_median_px"] == pytest.approx(0.5)
+    assert m["trans_median_A"] == pytest.approx(1.0, rel=0.05) and m["trans_median_px"] == pytest.approx(0.5, rel=0.05)
 
 
 def test_evaluate_cli_with_maps_text(tmp_path, capsys):

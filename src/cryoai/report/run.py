@@ -142,7 +142,7 @@ def compare_poses(run: Run) -> dict | None:
     ``trans_errors_A`` (or None), on at most MAX_POSE_PARTICLES particles matched by image name.
     """
     from cryoai.data.matching import match_particles, particle_keys
-    from cryoai.eval.poses import apply_registration, evaluate_poses
+    from cryoai.eval.poses import apply_registration, evaluate_poses, origin_errors_A
     from cryoai.geometry.rotations import geodesic_distance_deg
 
     pred, truth = run.poses, run.input
@@ -162,7 +162,8 @@ def compare_poses(run: Run) -> dict | None:
     result = evaluate_poses(pred.rotations[ip], truth.rotations[it], po, to, truth.apix)
     registered = apply_registration(pred.rotations[ip], np.asarray(result["rotation"]), result["hand"])
     result["errors_deg"] = np.asarray(geodesic_distance_deg(registered, truth.rotations[it]))
-    result["trans_errors_A"] = np.linalg.norm(po - to, axis=1) if origins else None
+    result["trans_errors_A"] = (origin_errors_A(pred.rotations[ip], po, to, np.asarray(result["map_offset_A"]))
+                                if origins else None)
     result["source"] = src
     return result
 
