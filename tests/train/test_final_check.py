@@ -110,3 +110,31 @@ def test_views_are_judged_before_folding_into_a_groups_asymmetric_unit(tiny_set,
 
     assert coverage(rotations, "before") == "pass"
     assert coverage(None, "folded") == "warn"  # what the check saw before the fix
+
+
+def test_pose_stability_is_judged_on_rows_whose_pose_did_not_come_from_the_encoder(tiny_set, tmp_path):
+    """Where most final poses are the encoder's own (a large set under a time limit), they agree
+    with the encoder trivially: the check must be drawn from the rows whose poses came from
+    elsewhere (the warm-start subset's, ``independent_rows``), which here lie far from it."""
+    from cryoai.train.finish import PoseSettings
+    from cryoai.train.final_check import final_check
+    from cryoai.train.predict import predict_poses_sharded
+    from cryoai.train.trainer import build_models
+
+    particles = load_particles(tiny_set / "particles.star")
+    data = TrainingData(particles, 16, 16)
+    encoder, volume = build_models(tiny_config(), "cpu")
+    how = PoseSettings(radius=8.0, symmetric=True)
+    rot, _ = predict_poses_sharded(encoder, volume, data, how.radius, how.symmetric, progress=False, refine=False)
+    independent = np.arange(0, len(rot), 4)  # a quarter: their poses from a search, far from the encoder's
+    rot[independent] = random_rotations(len(independent), np.random.default_rng(2))
+
+    def stability(rows, name):
+        run = RunDir(tmp_path / name, quiet=True)
+        verdict = final_check(encoder, volume, data, (rot, particles.origins_A), how, run, 0, independent_rows=rows)
+        run.close()
+        return next(d for d in verdict["diagnostics"] if d["name"] == "pose stability")
+
+    judged = stability(independent, "independent")
+    assert judged["verdict"] == "warn" and judged["value"] > 60  # random against the encoder: ~126° median
+    assert stability(None, "any")["value"] < 36  # 3 in 4 rows are the encoder's own: what the check saw before

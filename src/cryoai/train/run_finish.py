@@ -50,11 +50,11 @@ def finish_run(trainer: Trainer) -> dict:
                                        cfg.workers, run.log))
         return np.flatnonzero(columns["rlnSelected"])
 
-    left = trainer.seconds_left()
+    left, prior = trainer.seconds_left(), trainer.subset_prior()
     rot, origin = final_map_and_poses(trainer.encoder, trainer.volume, data, trainer.pose_settings(),
                                       cfg.final_subset, cfg.final_iterations, cfg.seed, write_round, run.log,
                                       None if left is None else time.time() + left, map_rows=kept_rows,
-                                      prior=trainer.subset_prior())
+                                      prior=prior)
     kept = np.flatnonzero(columns["rlnSelected"])
     scales = contrast_scales(trainer.volume, data, np.arange(len(rot)), torch.from_numpy(rot).float(),
                              torch.from_numpy(origin / data.apix).float(), device=trainer.device)
@@ -85,7 +85,8 @@ def finish_run(trainer: Trainer) -> dict:
     run.log(f"wrote {run.path / 'volume.mrc'} ({cfg.train_box} px, {data.apix:.3f} Å/px) "
             f"and poses for {len(rot)} particles in {run.path / 'particles.star'}")
     final_check(trainer.encoder, trainer.volume, data, consensus, trainer.pose_settings(), run, cfg.seed,
-                training_frame, rows=kept, symmetry=cfg.symmetry, axes_score=trainer.axes_score)
+                training_frame, rows=kept, symmetry=cfg.symmetry, axes_score=trainer.axes_score,
+                independent_rows=None if prior is None else prior[0])
     return {"rotations": rot, "origins_A": origin}
 
 
