@@ -173,7 +173,7 @@ if n_rows > 0:
 else:  # finish-io: every N-sized step at N, the pose computations and reconstructions on k rows
     n, k = len(particles), 2000
     subset = finish.final_subset(n, cfg.final_subset, cfg.seed)
-    rot_s, origin_s = finish.refine_rounds(encoder, volume, data, subset[:k], cfg.final_iterations, how)
+    (rot_s, origin_s), _ = finish.refine_rounds(encoder, volume, data, subset[:k], cfg.final_iterations, how)
     rot_k, origin_k = finish.predict(encoder, volume, data, np.arange(k), how)  # the pass over all, on k rows
     reps = -(-n // k)
     rot, origin = np.tile(rot_k, (reps, 1, 1))[:n], np.tile(origin_k, (reps, 1))[:n]

@@ -145,7 +145,7 @@ def test_final_map_and_poses_from_explicit_models(tiny_data):
                                       after_round=rounds.append, log=lines.append)
     assert rot.shape == (60, 3, 3) and origin.shape == (60, 2) and np.isfinite(origin).all()
     assert np.allclose(rot @ rot.transpose(0, 2, 1), np.eye(3), atol=1e-5)
-    assert rounds == [1, 2] and len(lines) == 3 and "all 60 particles" in lines[-1]
+    assert rounds == [1, 2] and len(lines) == 4 and "ring SNR" in lines[0] and "all 60 particles" in lines[-1]
     assert not np.allclose(volume.values.detach().numpy(), before.numpy())
     costs = measure_costs(encoder, volume, tiny_data, how)
     assert costs.predict_s > 0 and costs.reconstruct_s > 0 and costs.render_s > 0
@@ -216,7 +216,7 @@ def test_the_rounds_stop_once_the_poses_stop_moving(tiny_data, monkeypatch):
     final_map_and_poses(encoder, volume, tiny_data, PoseSettings(radius=8.0, symmetric=True), subset_size=60,
                         rounds=4, seed=0, after_round=rounds.append, log=lines.append)
     assert rounds == [1]
-    assert "0.0% of them moved > 5°" in lines[0] and "converged after 1 of 4" in lines[1], lines
+    assert "ring SNR" in lines[0] and "0.0% of them moved > 5°" in lines[1] and "converged after 1 of 4" in lines[2], lines
 
 
 def test_the_time_left_after_the_rounds_re_searches_more_of_the_worst(tiny_data, monkeypatch):

@@ -4,9 +4,10 @@ On a fixed-size subset (``final_subset`` particles, all of them in a smaller set
 warm-start subset among them): for the warm-start subset the poses training refined for it,
 for the others poses from the encoder with local refinement, or, where the encoder has not
 learned the subset's poses, from a global search against the subset's map (``first_poses``),
-then up to ``rounds`` of direct reconstruction and refinement against it, until the poses stop
-moving (CONVERGED_MOVED), and under a time limit a re-search of more of the worst-fitting poses
-in the time no round fits in. Then every particle gets its pose from the encoder, refined against
+then up to ``rounds`` of direct reconstruction and refinement against it, comparing only out to
+the radius the images carry signal to (measured from the first poses: ``train/signal_radius.py``),
+until the poses stop moving (CONVERGED_MOVED), and under a time limit a re-search of more of the
+worst-fitting poses in the time no round fits in. Then every particle gets its pose from the encoder, refined against
 that map (the subset keeps its own), and the final map is reconstructed from all of them (or
 from those the caller keeps: ``map_rows``, e.g. by the fit scores of ``train/scores.py``). Only
 the last two passes grow with the data set. Under a time limit the rounds and the subset are
@@ -37,6 +38,7 @@ from cryoai.train.hypotheses import TURNS
 from cryoai.train.predict import predict_poses_sharded
 from cryoai.train.research import FRACTION, research_poses
 from cryoai.train.scores import fit_scores
+from cryoai.train.signal_radius import MAX_FRACTION, held_out, ring_snr, signal_radius
 from cryoai.train.time_limit import (FinishCosts, plan_finish, refined_poses_fit, research_that_fits, rounds_that_fit,
                                     searched_poses_fit)
 
@@ -75,6 +77,7 @@ class PoseSettings:
     turns: int = TURNS  # in-plane starts per image of the local refinement (train/hypotheses.py; 1: none)
     research_fraction: float = FRACTION  # of the subset, re-searched globally each round (train/research.py)
     symmetry: str = "C1"  # the point group the maps are symmetrised over, in RELION's orientation (train --symmetry)
+    signal_radius: float | None = None  # refinement against a map compares up to this (Fourier px; None: box/4)
 
     def operators(self) -> torch.Tensor | None:
         """``symmetry``'s rotations (``group_operators``); None for C1."""
@@ -123,13 +126,15 @@ def predict(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: P
             start: Poses | None = None, refine: bool = True) -> Poses:
     """Poses of ``rows`` (None: all): the encoder's, or ``start``, refined against ``volume``.
     Given ``start``, the volume is a reconstruction, known to Nyquist: refinement compares up to
-    ``predict.refinement_radius`` of that, from the start alone (``how.turns`` in-plane starts are
-    for the encoder's poses: from poses refined once, a round on 4AKE 10k SNR 0.1 reached the same
-    4.59° median with one start as with four, in 40 s instead of 126 s)."""
+    ``predict.refinement_radius`` of that, and never beyond ``how.signal_radius``, from the start
+    alone (``how.turns`` in-plane starts are for the encoder's poses: from poses refined once, a
+    round on 4AKE 10k SNR 0.1 reached the same 4.59° median with one start as with four, in 40 s
+    instead of 126 s)."""
     known_to = how.radius if start is None else data.train_box / 2
     return predict_poses_sharded(encoder, volume, data, known_to, how.symmetric, device=how.device,
                                  progress=how.progress, indices=rows, refine=refine, start_poses=start,
-                                 workers=how.workers, turns=how.turns if start is None else 1)
+                                 workers=how.workers, turns=how.turns if start is None else 1,
+                                 signal_to=how.signal_radius)
 
 
 def first_poses(encoder, volume, data: TrainingData, rows: np.ndarray | None, how: PoseSettings,
@@ -203,7 +208,8 @@ def search_in_time(encoder, volume, data: TrainingData, rows: np.ndarray, how: P
             break
         part, t0 = slice(start, start + chunk), time.time()
         (rot[part], origin[part]), _ = research_poses(volume, data, rows[part], (rot[part], origin[part]),
-                                                      len(rows[part]), how.device, how.workers)
+                                                      len(rows[part]), how.device, how.workers,
+                                                      signal_to=how.signal_radius)
         if clock is not None:
             clock.costs.research_s = (time.time() - t0) / len(rows[part])
         bar.update(len(rows[part]))
@@ -296,12 +302,13 @@ def measure_costs(encoder, volume, data: TrainingData, how: PoseSettings, probe:
 def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds: int, how: PoseSettings,
                   after_round: Callable[[int], None] = lambda k: None,
                   log: Callable[[str], None] = lambda line: None, deadline: Deadline | None = None,
-                  prior: Prior | None = None) -> Poses:
+                  prior: Prior | None = None) -> tuple[Poses, float]:
     """Poses of ``rows`` from the encoder (or ``prior``: ``first_poses``), then up to ``rounds`` ×
-    (reconstruct ``volume`` from them, refine them against it, re-search the worst-fitting
-    ``how.research_fraction`` of them globally, ``train/research.py``), ending early once a round
+    (reconstruct ``volume`` from them, refine them against it up to the radius the images carry
+    signal to, measured once from the first poses (``measure_signal_radius``), re-search the
+    worst-fitting ``how.research_fraction`` of them globally, ``train/research.py``), ending early once a round
     moves fewer than CONVERGED_MOVED of them by more than MOVED_DEG; ``after_round(k)`` after
-    round k's reconstruction (1-based).
+    round k's reconstruction (1-based). Returns the poses and that radius.
 
     With a ``deadline``, each pass is timed (its cost per image updates ``deadline.costs``) and a
     round starts only if it fits in the time left with the passes that must follow it: a pose
@@ -310,6 +317,7 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
     run on 10k particles ended 216 s early, with a round of 131 s not fitting in its last 234 s."""
     n = len(data.particles)
     poses = first_poses(encoder, volume, data, rows, how, prior, log, deadline, n - len(rows))
+    how = replace(how, signal_radius=measure_signal_radius(volume, data, rows, poses, how, log))
     searched = None  # positions into rows the last round re-searched, against the map the volume still holds
     for k in range(1, rounds + 1):
         before = poses[0]
@@ -326,7 +334,7 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
         poses = predict(encoder, volume, data, rows, how, start=poses)
         t_research = time.time()
         poses, searched = research_poses(volume, data, rows, poses, round(how.research_fraction * len(rows)),
-                                         how.device, how.workers)
+                                         how.device, how.workers, signal_to=how.signal_radius)
         if deadline is not None:  # a round's refinement cost includes a re-search of its usual share
             if len(searched):
                 deadline.costs.research_s = (time.time() - t_research) / len(searched)
@@ -340,7 +348,26 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
             break
     if deadline is not None and searched is not None:
         poses = research_in_time_left(volume, data, rows, poses, searched, how, deadline, log)
-    return poses
+    return poses, how.signal_radius
+
+
+def measure_signal_radius(volume, data: TrainingData, rows: np.ndarray, poses: Poses, how: PoseSettings,
+                          log: Callable[[str], None] = lambda line: None) -> float:
+    """The refinement radius (Fourier px of the training box) the images of ``rows`` at ``poses``
+    carry signal to (``signal_radius.signal_radius``): ``volume`` reconstructed from all but the
+    ``held_out`` rows, their ring SNR against it. Leaves ``volume`` holding that map."""
+    held = held_out(len(rows))
+    if not len(held):  # too few rows to hold any out
+        return MAX_FRACTION * data.train_box
+    kept = np.setdiff1d(np.arange(len(rows)), held)
+    load_reconstruction(volume, data, rows[kept], (poses[0][kept], poses[1][kept]), how)
+    snr = ring_snr(volume, data, rows[held], poses[0][held], poses[1][held], how.device)
+    radius = float(dist.from_main(signal_radius(snr, data.train_box)))
+    box = data.train_box
+    log(f"finish: per-image ring SNR of {len(held)} held-out images at shells 4/8/12/16/20 of {box}: "
+        + " / ".join(f"{snr[s]:.2f}" for s in (4, 8, 12, 16, 20) if s < len(snr))
+        + f"; refinement compares up to shell {radius:g} ({box * MAX_FRACTION:g} at most)")
+    return radius
 
 
 def research_in_time_left(volume, data: TrainingData, rows: np.ndarray, poses: Poses, searched: np.ndarray,
@@ -357,7 +384,7 @@ def research_in_time_left(volume, data: TrainingData, rows: np.ndarray, poses: P
             break
         t_chunk = time.time()
         poses, more = research_poses(volume, data, rows, poses, min(fit, chunk), how.device, how.workers,
-                                     exclude=searched)
+                                     exclude=searched, signal_to=how.signal_radius)
         deadline.costs.research_s = (time.time() - t_chunk) / max(len(more), 1)
         searched, total = np.union1d(searched, more), total + len(more)
     if total:
@@ -398,7 +425,9 @@ def final_map_and_poses(encoder, volume, data: TrainingData, how: PoseSettings, 
         log(f"poses for all {n} particles predicted")
         return rot, origin
     subset = final_subset(n, subset_size, seed, None if prior is None else prior[0])
-    rot_s, origin_s = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log, clock, prior)
+    (rot_s, origin_s), radius = refine_rounds(encoder, volume, data, subset, rounds, how, after_round, log, clock,
+                                              prior)
+    how = replace(how, signal_radius=radius)  # the other particles' refinement against the subset's map too
     if n > len(subset):
         rest = np.setdiff1d(np.arange(n), subset)  # the subset keeps its refined poses
         rot, origin = np.empty((n, 3, 3)), np.empty((n, 2))

@@ -32,19 +32,22 @@ def predict_poses(encoder, volume, data: TrainingData, radius: float, symmetric:
                   batch_size: int = 256, device: str = "cpu", progress: bool = True,
                   indices: np.ndarray | None = None, refine: bool = True,
                   start_poses: tuple[np.ndarray, np.ndarray] | None = None,
-                  workers: int = 0, turns: int = TURNS) -> tuple[np.ndarray, np.ndarray]:
+                  workers: int = 0, turns: int = TURNS,
+                  signal_to: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Poses for every particle (or ``indices``): RELION matrices (N, 3, 3) and origins in Å.
 
     The encoder predicts (or ``start_poses`` give, rotations and origins in Å), its decoder
     comparing up to ``radius``, the radius the volume is known to; with ``refine``, a local search
-    against the volume polishes each pose up to ``refinement_radius``, from ``turns`` in-plane starts
-(``hypotheses.refine_hypotheses``; 1: the encoder's pose alone, ``train/refine.py``).
+    against the volume polishes each pose up to ``refinement_radius``, and not beyond ``signal_to``
+    if given (the radius the images carry signal to, ``train/signal_radius.py``), from ``turns``
+    in-plane starts (``hypotheses.refine_hypotheses``; 1: the encoder's pose alone, ``train/refine.py``).
     ``workers`` processes read the next batches meanwhile (``batches``).
     """
     if encoder is not None:
         encoder.eval()
     idx, freqs = loss_frequencies(data.train_box, radius, device)
-    ridx, rfreqs = loss_frequencies(data.train_box, refinement_radius(data.train_box, radius), device)
+    known_to = radius if signal_to is None else min(radius, signal_to)
+    ridx, rfreqs = loss_frequencies(data.train_box, refinement_radius(data.train_box, known_to), device)
     rows = np.arange(len(data.particles)) if indices is None else np.asarray(indices)
     rotations = np.empty((len(rows), 3, 3), dtype=np.float64)
     origins = np.empty((len(rows), 2), dtype=np.float64)
@@ -70,7 +73,8 @@ def predict_poses_sharded(encoder, volume, data: TrainingData, radius: float, sy
                           batch_size: int = 256, device: str = "cpu", progress: bool = True,
                           indices: np.ndarray | None = None, refine: bool = True,
                           start_poses: tuple[np.ndarray, np.ndarray] | None = None,
-                          workers: int = 0, turns: int = TURNS) -> tuple[np.ndarray, np.ndarray]:
+                          workers: int = 0, turns: int = TURNS,
+                          signal_to: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``predict_poses`` under torchrun: each rank predicts its contiguous share of the rows and
     every rank gets all of them back (in order). The same call in a single process."""
     from cryoai.train import distributed as dist
@@ -79,5 +83,5 @@ def predict_poses_sharded(encoder, volume, data: TrainingData, radius: float, sy
     share = dist.shard_range(len(rows))
     start = None if start_poses is None else (start_poses[0][share], start_poses[1][share])
     rot, origin = predict_poses(encoder, volume, data, radius, symmetric, batch_size, device,
-                                progress and dist.is_main(), rows[share], refine, start, workers, turns)
+                                progress and dist.is_main(), rows[share], refine, start, workers, turns, signal_to)
     return dist.gather_rows(rot, origin)

@@ -106,17 +106,20 @@ def research(volume, rotations: torch.Tensor, origins_px: torch.Tensor, target: 
 @torch.no_grad()
 def research_poses(volume, data: TrainingData, rows: np.ndarray, poses: tuple[np.ndarray, np.ndarray],
                    count: int, device: str = "cpu", workers: int = 0, batch_size: int = 256,
-                   exclude: np.ndarray | None = None) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+                   exclude: np.ndarray | None = None,
+                   signal_to: float | None = None) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
     """``poses`` of ``rows`` (RELION matrices (N, 3, 3), origins (N, 2) Å) with the ``count``
     worst-fitting of them re-searched globally against ``volume`` (module docstring), which holds
     a direct reconstruction (known to Nyquist), and the positions into ``rows`` re-searched
     (sorted). Positions ``exclude`` are not (e.g. those already re-searched against this map:
-    the same search would find the same poses). Under torchrun each rank does its share."""
+    the same search would find the same poses). ``signal_to``: the radius (Fourier px) the
+    images carry signal to (``train/signal_radius.py``), beyond which no fit compares; None:
+    ``predict.refinement_radius``'s. Under torchrun each rank does its share."""
     box, apix = data.train_box, data.apix
     rot_all, origin_all = np.array(poses[0], dtype=np.float64), np.array(poses[1], dtype=np.float64)
     if count <= 0:
         return (rot_all, origin_all), np.zeros(0, dtype=np.int64)
-    idx, freqs = loss_frequencies(box, refinement_radius(box, box / 2), device)
+    idx, freqs = loss_frequencies(box, refinement_radius(box, box / 2 if signal_to is None else signal_to), device)
     coarse = freqs.norm(dim=1) * box <= COARSE_RADIUS * box / 64
     grid = rotation_grid(N_DIRECTIONS, N_PSI).to(device)
 
