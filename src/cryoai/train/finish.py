@@ -7,8 +7,8 @@ learned the subset's poses, from a global search against the subset's map (``fir
 then up to ``rounds`` of direct reconstruction and refinement against it, comparing only out to
 the radius the images carry signal to (measured from the first poses: ``train/signal_radius.py``),
 until the poses stop moving (CONVERGED_MOVED), and under a time limit a re-search of more of the
-worst-fitting poses in the time no round fits in. Then every particle gets its pose from the encoder, refined against
-that map (the subset keeps its own), and the final map is reconstructed from all of them (or
+worst-fitting poses in the time no round fits in. Then every particle gets its pose from the
+encoder, refined against that map (the subset keeps its own), and the final map is reconstructed from all of them (or
 from those the caller keeps: ``map_rows``, e.g. by the fit scores of ``train/scores.py``). Only
 the last two passes grow with the data set. Under a time limit the rounds and the subset are
 cut to what fits, from the measured cost of each pass (``Deadline``, ``train/time_limit.py``).
@@ -306,8 +306,8 @@ def refine_rounds(encoder, volume, data: TrainingData, rows: np.ndarray, rounds:
     """Poses of ``rows`` from the encoder (or ``prior``: ``first_poses``), then up to ``rounds`` ×
     (reconstruct ``volume`` from them, refine them against it up to the radius the images carry
     signal to, measured once from the first poses (``measure_signal_radius``), re-search the
-    worst-fitting ``how.research_fraction`` of them globally, ``train/research.py``), ending early once a round
-    moves fewer than CONVERGED_MOVED of them by more than MOVED_DEG; ``after_round(k)`` after
+    worst-fitting ``how.research_fraction`` of them globally, ``train/research.py``), ending early
+    once a round moves fewer than CONVERGED_MOVED of them by more than MOVED_DEG; ``after_round(k)`` after
     round k's reconstruction (1-based). Returns the poses and that radius.
 
     With a ``deadline``, each pass is timed (its cost per image updates ``deadline.costs``) and a
